@@ -48,7 +48,10 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "wharf-registry listening");
+            let addr = listener.local_addr()?;
+            tracing::info!(address = %addr, data_dir = %config.data_dir.display(), "wharf-registry listening");
+            // A machine-readable ready line for supervisors and tests that bind port 0.
+            println!("listening on {addr}");
             wharf_registry::run(config, listener, shutdown_signal()).await
         }
         Command::Migrate => {
