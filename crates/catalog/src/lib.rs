@@ -4,6 +4,8 @@
 
 pub mod index;
 pub mod policy;
+pub mod robots;
+pub mod users;
 
 use std::time::Duration;
 
@@ -41,6 +43,34 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
         .await?)
+}
+
+/// Creates the database named in `url` when it does not exist yet, so a first
+/// `migrate` works against a fresh server.
+pub async fn ensure_database(url: &str) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let opts: PgConnectOptions = url.parse()?;
+    let Some(name) = opts.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    if opts.clone().connect().await.is_ok() {
+        return Ok(());
+    }
+    let mut admin = opts.database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound parameters; quote it as Postgres does.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut admin)
+            .await?;
+    }
+    admin.close().await?;
+    Ok(())
 }
 
 /// Applies every pending migration. The one place migrations run.

@@ -72,6 +72,17 @@ struct RawManifest {
     annotations: Option<Value>,
 }
 
+/// Media and artifact types are RFC 6838 names: control characters (which the
+/// catalogue could not even store, in the case of NUL) are refused.
+fn check_type(value: &str, what: &str) -> Result<(), Error> {
+    if value.chars().any(char::is_control) {
+        return Err(Error::Manifest(format!(
+            "{what} {value:?} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
 fn descriptor(raw: RawDescriptor, what: &str) -> Result<Descriptor, Error> {
     let digest = raw
         .digest
@@ -85,6 +96,10 @@ fn descriptor(raw: RawDescriptor, what: &str) -> Result<Descriptor, Error> {
         .ok_or_else(|| Error::Manifest(format!("{what} has no size")))?;
     if size < 0 {
         return Err(Error::Manifest(format!("{what} has a negative size")));
+    }
+    check_type(&media_type, &format!("{what}.mediaType"))?;
+    if let Some(t) = &raw.artifact_type {
+        check_type(t, &format!("{what}.artifactType"))?;
     }
     Ok(Descriptor {
         media_type,
@@ -139,6 +154,9 @@ impl Manifest {
             return Err(Error::ManifestUnsupported(format!(
                 "media type {media_type:?} is not a manifest type this registry stores"
             )));
+        }
+        if let Some(t) = &raw.artifact_type {
+            check_type(t, "artifactType")?;
         }
         let subject = raw.subject.map(|s| descriptor(s, "subject")).transpose()?;
         if media::is_index(&media_type) {
@@ -196,10 +214,12 @@ impl Manifest {
         media::is_index(&self.media_type)
     }
 
-    /// The artifact type as the referrers API reports it: `artifactType`, else the config's media type.
+    /// The artifact type as the referrers API reports it: `artifactType`, else
+    /// (when missing or empty) the config's media type.
     pub fn effective_artifact_type(&self) -> Option<String> {
         self.artifact_type
             .clone()
+            .filter(|t| !t.is_empty())
             .or_else(|| self.config.as_ref().map(|c| c.media_type.clone()))
     }
 
@@ -262,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn empty_artifact_type_falls_back_to_the_config() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"artifactType":"","config":{{"mediaType":"application/x.c","digest":"{}","size":2}}}}"#,
+            d("c")
+        );
+        let m = Manifest::parse(body.as_bytes(), media::OCI_MANIFEST).unwrap();
+        assert_eq!(
+            m.effective_artifact_type().as_deref(),
+            Some("application/x.c")
+        );
+        let index = r#"{"schemaVersion":2,"artifactType":"","manifests":[]}"#;
+        let m = Manifest::parse(index.as_bytes(), media::OCI_INDEX).unwrap();
+        assert_eq!(m.effective_artifact_type(), None);
+    }
+
+    #[test]
     fn index() {
         let body = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":7}}]}}"#,
@@ -293,6 +329,11 @@ mod tests {
             media::OCI_INDEX
         );
         assert!(Manifest::parse(mismatch.as_bytes(), media::OCI_MANIFEST).is_err());
+        let nul_type = format!(
+            r#"{{"schemaVersion":2,"artifactType":"a/\u0000","config":{{"mediaType":"x","digest":"{}","size":1}}}}"#,
+            d("c")
+        );
+        assert!(Manifest::parse(nul_type.as_bytes(), media::OCI_MANIFEST).is_err());
         let bad_digest =
             r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:00","size":1}}"#;
         assert!(Manifest::parse(bad_digest.as_bytes(), media::OCI_MANIFEST).is_err());

@@ -5,7 +5,7 @@
 mod layout;
 mod uploads;
 
-pub use layout::{Layout, Store};
+pub use layout::{Layout, Store, TempFile};
 pub use uploads::{FinishedUpload, Session, Uploads};
 
 use std::io;

@@ -177,8 +177,15 @@ impl Uploads {
                 actual: actual.to_string(),
             });
         }
-        let d2 = data.clone();
-        blocking(move || File::open(&d2)?.sync_all()).await?;
+        // Only the first `offset` bytes were hashed: nothing written past them
+        // (by a request cut short) may become part of the blob.
+        let (d2, size) = (data.clone(), s.offset);
+        blocking(move || {
+            let f = OpenOptions::new().write(true).open(&d2)?;
+            f.set_len(size)?;
+            f.sync_all()
+        })
+        .await?;
         Ok(FinishedUpload {
             digest: actual,
             size: s.offset,

@@ -22,7 +22,21 @@ pub struct Config {
     /// GC's grace window in seconds (Harbor's `time_window`): how long a blob
     /// no manifest references yet is kept after its last push.
     pub gc_grace_secs: i64,
+    /// Shared secret that core and jobservice present on `/api/internal/`
+    /// calls; without it the internal API is off.
+    pub internal_secret: Option<InternalSecret>,
     pub log: Log,
+}
+
+/// The internal secret, kept out of `Debug` output.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct InternalSecret(pub String);
+
+impl std::fmt::Debug for InternalSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -88,6 +102,7 @@ impl Default for Config {
                 interval_secs: 24 * 3600,
             },
             gc_grace_secs: 2 * 3600,
+            internal_secret: None,
             log: Log {
                 level: "info".into(),
                 json: false,
@@ -108,8 +123,13 @@ impl Config {
             );
             fig = fig.merge(Toml::file(file));
         }
+        // `WHARF_REGISTRY_CONFIG` names the file (the CLI reads it); it is not a key.
         let config: Config = fig
-            .merge(Env::prefixed("WHARF_REGISTRY_").split("__"))
+            .merge(
+                Env::prefixed("WHARF_REGISTRY_")
+                    .ignore(&["config"])
+                    .split("__"),
+            )
             .extract()?;
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             wharf_registry::run(config, listener, shutdown_signal()).await
         }
         Command::Migrate => {
+            wharf_catalog::ensure_database(&config.database.url).await?;
             let db = wharf_catalog::connect(&config.database.url, 2).await?;
             wharf_catalog::migrate(&db).await?;
             println!("catalogue migrations applied");

@@ -9,12 +9,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::endpoint::{self, Endpoint};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handlers::{blobs, listing, manifests, uploads};
 use crate::AppState;
 
@@ -76,7 +76,17 @@ async fn request_span(req: Request, next: Next) -> Response {
 }
 
 async fn v2(State(app): State<AppState>, req: Request<Body>) -> Response {
-    let mut resp = match dispatch(app, req).await {
+    // A write runs to completion even when its client goes away (an HTTP/2
+    // reset drops the handler): cut short, an upload chunk would stay on disk
+    // past the session's offset, or files would be placed without their commit.
+    let res = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        dispatch(app, req).await
+    } else {
+        tokio::spawn(dispatch(app, req).in_current_span())
+            .await
+            .unwrap_or_else(|e| Err(Error::Internal(e.into())))
+    };
+    let mut resp = match res {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -104,7 +114,7 @@ async fn dispatch(app: AppState, req: Request<Body>) -> Result<Response> {
             name,
             reference,
             head,
-        } => manifests::get(&app, &name, &reference, head).await,
+        } => manifests::get(&app, &name, &reference, head, req.headers()).await,
         PutManifest { name, reference } => {
             manifests::put(&app, &caller, &name, &reference, req).await
         }

@@ -201,14 +201,20 @@ pub async fn put_manifest(
         .map(|(d, _)| d.clone())
         .collect();
     let size = body.len() as i64;
-    // Written and fsynced before the transaction opens, to keep it short.
-    let temp = {
-        let body = body.clone();
-        fs(&app.store, move |s| s.write_temp(&body)).await?
-    };
-    let temp_path = temp.path().to_owned();
+    let mut temp: Option<wharf_storage::TempFile> = None;
     let mut backoff = Backoff::new();
     loop {
+        // Written and fsynced before the transaction opens, to keep it short.
+        let temp_path = match &temp {
+            Some(t) => t.path().to_owned(),
+            None => {
+                let body = body.clone();
+                let t = fs(&app.store, move |s| s.write_temp(&body)).await?;
+                let p = t.path().to_owned();
+                temp = Some(t);
+                p
+            }
+        };
         let mut tx = app.db.begin().await?;
         policy::check_write(
             &mut tx,
@@ -273,11 +279,12 @@ pub async fn put_manifest(
             }
             ManifestClaim::Existing(id) => id,
             ManifestClaim::Deleting => {
+                // Bytes this attempt placed stay where they are: once the row is
+                // rolled back another writer may own that path, and removing it
+                // could break I2. The reconcile reclaims a file no row knows.
                 drop(tx);
                 if placed {
-                    // The rename happened inside a transaction we abandon; put the bytes back.
-                    let d = digest.clone();
-                    let _ = fs(&app.store, move |s| s.remove_blob(&d)).await;
+                    temp = None;
                 }
                 backoff.wait("this manifest").await?;
                 continue;

@@ -56,9 +56,14 @@ pub async fn tags(app: &App, repo: &RepositoryName, query: Option<&str>) -> Resu
             "repository {repo} is not known to this registry"
         )));
     };
+    // Lexical order is case-insensitive (distribution-spec, "Listing Tags"); bytes break ties.
+    let order = |t: &str| (t.to_ascii_lowercase(), t.to_owned());
+    let mut all = all;
+    all.sort_by_cached_key(|t| order(t));
+    let last = last.map(|l| order(&l));
     let mut tags: Vec<String> = all
         .into_iter()
-        .filter(|t| last.as_deref().is_none_or(|l| t.as_str() > l))
+        .filter(|t| last.as_ref().is_none_or(|l| order(t) > *l))
         .collect();
     let mut link = None;
     if let Some(n) = n {
@@ -82,7 +87,9 @@ pub async fn tags(app: &App, repo: &RepositoryName, query: Option<&str>) -> Resu
 pub async fn catalog(app: &App, query: Option<&str>) -> Result<Response> {
     let pairs = query_pairs(query);
     let n = page_size(&pairs)?.unwrap_or(1_000);
-    let last = query_get(&pairs, "last");
+    // Postgres text cannot hold NUL and no name contains one, so cutting `last`
+    // at its first NUL keeps the same position in the list.
+    let last = query_get(&pairs, "last").map(|l| l.split('\0').next().unwrap_or(""));
     let mut repos = wharf_catalog::index::list_repositories(&app.db, last, n as i64 + 1).await?;
     let mut link = None;
     if repos.len() > n {

@@ -1,7 +1,7 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use http::{header, StatusCode};
+use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use wharf_oci::{media, Digest, Reference, RepositoryName};
 
@@ -31,11 +31,33 @@ pub(crate) fn sniff_media_type(bytes: &[u8]) -> String {
     }
 }
 
+/// Whether the request's `Accept` headers admit `media_type`: they do when
+/// absent, when they list it, or through `*/*` or `application/*` (`q`
+/// weights are not compared).
+fn acceptable(headers: &HeaderMap, media_type: &str) -> bool {
+    let mut listed = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let t = item.split(';').next().unwrap_or("").trim();
+            if t.is_empty() {
+                continue;
+            }
+            listed = true;
+            if t == "*/*" || t == "application/*" || t.eq_ignore_ascii_case(media_type) {
+                return true;
+            }
+        }
+    }
+    !listed
+}
+
 pub async fn get(
     app: &App,
     repo: &RepositoryName,
     reference: &Reference,
     head: bool,
+    headers: &HeaderMap,
 ) -> Result<Response> {
     let found = {
         let app_store = app.store.clone();
@@ -47,12 +69,19 @@ pub async fn get(
             "manifest {reference} is not in repository {repo}"
         )));
     };
+    let media_type = sniff_media_type(&bytes);
+    // As distribution does: a client that cannot take this type is told there is no such manifest.
+    if !acceptable(headers, &media_type) {
+        return Err(Error::ManifestUnknown(format!(
+            "manifest {reference} is {media_type}, which the request's Accept header does not list"
+        )));
+    }
     if !head {
         app.pulls.record(repo.as_str(), &digest);
     }
     let resp = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, sniff_media_type(&bytes))
+        .header(header::CONTENT_TYPE, media_type)
         .header(header::CONTENT_LENGTH, bytes.len())
         .header(header::ETAG, format!("\"{digest}\""))
         .header("docker-content-digest", digest.to_string());

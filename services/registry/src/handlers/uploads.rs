@@ -148,7 +148,8 @@ async fn append(
             });
         }
         if let Some(len) = content_length(&headers) {
-            if len != end - start + 1 {
+            // `end - start + 1` overflows for `0-18446744073709551615`.
+            if len.checked_sub(1) != Some(end - start) {
                 return Err(Error::ChunkOutOfOrder {
                     location: location(repo, session.id),
                     offset: session.offset,

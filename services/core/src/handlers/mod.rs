@@ -1,0 +1,3 @@
+//! Handlers, one module per resource, each exposing its `routes()`.
+
+pub mod system;

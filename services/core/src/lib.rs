@@ -1,0 +1,104 @@
+//! `wharf-core`: the Harbor-compatible REST API under `/api/v2.0`, identity,
+//! projects and roles, and the Docker token service at `/service/token`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+mod handlers;
+pub mod paging;
+pub mod password;
+mod routes;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+pub struct App {
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: redis::aio::ConnectionManager,
+    pub signer: wharf_token::Signer,
+    pub credentials: auth::CredentialCache,
+    pub http: reqwest::Client,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    pub async fn new(config: Config) -> anyhow::Result<AppState> {
+        let db =
+            wharf_catalog::connect(&config.database.url.0, config.database.max_connections).await?;
+        let client = redis::Client::open(config.redis.url.0.as_str()).context("redis.url")?;
+        let redis = redis::aio::ConnectionManager::new(client)
+            .await
+            .context("connecting to Redis")?;
+        let key = std::fs::read(&config.token.private_key).with_context(|| {
+            format!(
+                "reading token.private_key {}",
+                config.token.private_key.display()
+            )
+        })?;
+        let signer =
+            wharf_token::Signer::new(&key, &config.token.issuer, config.token.lifetime_secs)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Arc::new(App {
+            config,
+            db,
+            redis,
+            signer,
+            credentials: auth::CredentialCache::default(),
+            http,
+        }))
+    }
+}
+
+/// Creates `admin` with the configured initial password when there is no
+/// admin yet; a later start never resets it.
+pub async fn bootstrap_admin(app: &App) -> anyhow::Result<()> {
+    if wharf_catalog::users::by_name(&app.db, "admin")
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let hash = password::hash(&app.config.admin_initial_password.0)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created = wharf_catalog::users::create(
+        &app.db,
+        &wharf_catalog::users::NewUser {
+            username: "admin",
+            email: "admin@example.com",
+            realname: "system admin",
+            comment: "admin user",
+            password_hash: &hash,
+            sysadmin: true,
+        },
+    )
+    .await?;
+    if created.is_some() {
+        tracing::info!("created the admin user with the configured initial password");
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves. Tests call this with a listener on port 0.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = App::new(config).await?;
+    bootstrap_admin(&app).await?;
+    axum::serve(listener, routes::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

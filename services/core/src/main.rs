@@ -1,0 +1,58 @@
+//! `wharf-core`: reads its config, wires state, serves.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use wharf_core::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "wharf-core",
+    version,
+    about = "Wharf's core API and token service"
+)]
+struct Cli {
+    /// TOML config file; `WHARF_CORE_*` environment variables override it.
+    #[arg(long, short, env = "WHARF_CORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    if cli.check_config {
+        println!("configuration is valid");
+        return Ok(());
+    }
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(address = %addr, "wharf-core listening");
+    println!("listening on {addr}");
+    wharf_core::run(config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `wharf-core` and `wharf-registry` binaries as
+//! processes on ports chosen by the OS, against real Postgres and Redis,
+//! driven over HTTP and by skopeo.
+
+mod support;
+
+mod system;

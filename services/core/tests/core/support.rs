@@ -1,0 +1,419 @@
+//! Test harness: a fresh database per site (cloned from a migrated template),
+//! a fresh Redis key prefix, a token key pair, and the real core and registry
+//! processes wired to each other.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+pub const CORE_BIN: &str = env!("CARGO_BIN_EXE_wharf-core");
+pub const ADMIN_PASSWORD: &str = "Harbor12345";
+
+/// The registry binary of this workspace, built on first use if needed.
+pub fn registry_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let core = PathBuf::from(CORE_BIN);
+        let bin = core.with_file_name("wharf-registry");
+        if !bin.exists() {
+            let st = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "wharf-registry", "--bin", "wharf-registry"])
+                .status()
+                .expect("cargo build of wharf-registry");
+            assert!(st.success());
+        }
+        bin
+    })
+    .clone()
+}
+
+pub fn admin_url() -> String {
+    std::env::var("WHARF_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+fn db_url(name: &str) -> String {
+    let base = admin_url();
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+static TEMPLATE: OnceLock<Mutex<Option<String>>> = OnceLock::new();
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("connect to the test Postgres")
+}
+
+async fn template() -> String {
+    let lock = TEMPLATE.get_or_init(|| Mutex::new(None));
+    let mut guard = lock.lock().await;
+    if let Some(t) = guard.as_ref() {
+        return t.clone();
+    }
+    let name = format!(
+        "wharf_ctpl_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut c = admin().await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let out = Command::new(registry_bin())
+        .arg("migrate")
+        .env("WHARF_REGISTRY_DATABASE__URL", db_url(&name))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    *guard = Some(name.clone());
+    name
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let tpl = template().await;
+        let name = format!("wharf_c_{}_{}", std::process::id(), rand::random::<u32>());
+        let mut c = admin().await;
+        let lock = TEMPLATE.get().expect("template made").lock().await;
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {tpl}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        drop(lock);
+        TestDb {
+            url: db_url(&name),
+            name,
+        }
+    }
+
+    pub async fn connect(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut c = admin().await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Deletes every Redis key under a prefix when dropped.
+pub struct RedisPrefix(pub String);
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(client) = redis::Client::open(redis_url()) {
+                if let Ok(mut c) = client.get_connection() {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query(&mut c)
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+                    }
+                }
+            }
+        })
+        .join();
+    }
+}
+
+fn keypair(dir: &Path) {
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wharf-test-token",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("token.key"))
+        .arg("-out")
+        .arg(dir.join("token.crt"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(st.success());
+}
+
+async fn spawn(bin: &Path, envs: &[(String, String)]) -> (Child, String) {
+    let mut cmd = Command::new(bin);
+    cmd.envs(envs.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("service started")
+        .unwrap()
+        .expect("ready line");
+    let addr = line
+        .strip_prefix("listening on ")
+        .expect("ready line")
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// A running platform: core and registry sharing one catalogue, with core's
+/// token service as the registry's realm.
+pub struct Site {
+    pub core: String,
+    pub registry: String,
+    pub registry_addr: String,
+    pub dir: tempfile::TempDir,
+    pub db: TestDb,
+    pub redis: RedisPrefix,
+    pub http: reqwest::Client,
+    core_child: Option<Child>,
+    registry_child: Option<Child>,
+    core_env: Vec<(String, String)>,
+    core_addr: String,
+}
+
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789";
+
+impl Site {
+    pub async fn start() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        keypair(dir.path());
+        let db = TestDb::new().await;
+        let redis = RedisPrefix(format!(
+            "wharf-test-{}-{}:",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        // Core's address must be known before the registry starts (it is the realm).
+        let core_addr = free_addr();
+        let registry_env = vec![
+            ("WHARF_REGISTRY_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "WHARF_REGISTRY_DATA_DIR".to_owned(),
+                dir.path().join("registry").display().to_string(),
+            ),
+            ("WHARF_REGISTRY_DATABASE__URL".to_owned(), db.url.clone()),
+            ("WHARF_REGISTRY_LOG__LEVEL".to_owned(), "warn".to_owned()),
+            (
+                "WHARF_REGISTRY_AUTH__REALM".to_owned(),
+                format!("http://{core_addr}/service/token"),
+            ),
+            (
+                "WHARF_REGISTRY_AUTH__SERVICE".to_owned(),
+                "harbor-registry".to_owned(),
+            ),
+            (
+                "WHARF_REGISTRY_AUTH__ISSUER".to_owned(),
+                "harbor-token-issuer".to_owned(),
+            ),
+            (
+                "WHARF_REGISTRY_AUTH__CERTIFICATE".to_owned(),
+                dir.path().join("token.crt").display().to_string(),
+            ),
+            (
+                "WHARF_REGISTRY_INTERNAL_SECRET".to_owned(),
+                INTERNAL_SECRET.to_owned(),
+            ),
+        ];
+        let (registry_child, registry_addr) = spawn(&registry_bin(), &registry_env).await;
+        let core_env = vec![
+            ("WHARF_CORE_LISTEN".to_owned(), core_addr.clone()),
+            (
+                "WHARF_CORE_EXTERNAL_URL".to_owned(),
+                format!("http://{core_addr}"),
+            ),
+            ("WHARF_CORE_DATABASE__URL".to_owned(), db.url.clone()),
+            ("WHARF_CORE_REDIS__URL".to_owned(), redis_url()),
+            ("WHARF_CORE_REDIS__PREFIX".to_owned(), redis.0.clone()),
+            (
+                "WHARF_CORE_TOKEN__PRIVATE_KEY".to_owned(),
+                dir.path().join("token.key").display().to_string(),
+            ),
+            (
+                "WHARF_CORE_ADMIN_INITIAL_PASSWORD".to_owned(),
+                ADMIN_PASSWORD.to_owned(),
+            ),
+            (
+                "WHARF_CORE_REGISTRY__URL".to_owned(),
+                format!("http://{registry_addr}"),
+            ),
+            (
+                "WHARF_CORE_REGISTRY__INTERNAL_SECRET".to_owned(),
+                INTERNAL_SECRET.to_owned(),
+            ),
+            ("WHARF_CORE_LOG__LEVEL".to_owned(), "warn".to_owned()),
+        ];
+        let (core_child, core_addr) = spawn(Path::new(CORE_BIN), &core_env).await;
+        Site {
+            core: format!("http://{core_addr}"),
+            registry: format!("http://{registry_addr}"),
+            registry_addr,
+            dir,
+            db,
+            redis,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            core_child: Some(core_child),
+            registry_child: Some(registry_child),
+            core_env,
+            core_addr,
+        }
+    }
+
+    /// `kill -9` core (the registry keeps serving).
+    pub async fn kill_core(&mut self) {
+        if let Some(mut c) = self.core_child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    /// Starts core again on the same address, database and Redis prefix.
+    pub async fn restart_core(&mut self) {
+        self.kill_core().await;
+        let (child, _) = spawn(Path::new(CORE_BIN), &self.core_env).await;
+        self.core_child = Some(child);
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v2.0{path}", self.core)
+    }
+
+    /// A request to the API as `admin`.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.api(path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+    }
+
+    pub fn as_user(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        password: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.api(path))
+            .basic_auth(user, Some(password))
+    }
+}
+
+/// Runs skopeo; returns (success, combined output).
+pub async fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .await
+        .expect("skopeo is installed");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Writes a multi-layer OCI image layout with real tar+gzip layers; returns the manifest digest.
+pub fn oci_image(dir: &Path, tag: &str, layers: usize, layer_size: usize) -> String {
+    use sha2::Digest as _;
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let put = |b: &[u8]| -> (String, usize) {
+        let hex: String = sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        std::fs::write(dir.join("blobs/sha256").join(&hex), b).unwrap();
+        (format!("sha256:{hex}"), b.len())
+    };
+    let mut ls = vec![];
+    let mut diff_ids = vec![];
+    for i in 0..layers {
+        let mut tarball = tar::Builder::new(Vec::new());
+        let content: Vec<u8> = (0..layer_size).map(|_| rand::random::<u8>()).collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tarball
+            .append_data(&mut h, format!("layer{i}.bin"), &content[..])
+            .unwrap();
+        let raw = tarball.into_inner().unwrap();
+        diff_ids.push(put(&raw).0);
+        std::fs::remove_file(
+            dir.join("blobs/sha256")
+                .join(&diff_ids.last().unwrap()[7..]),
+        )
+        .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        let (d, n) = put(&gz.finish().unwrap());
+        ls.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}})).unwrap();
+    let (cd, cn) = put(&config);
+    let m = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": ls})).unwrap();
+    let (md, mn) = put(&m);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
