@@ -2,8 +2,17 @@
 //! index's repository functions. Every function takes an executor or a
 //! transaction so that the caller decides what commits together.
 
+pub mod artifacts;
+pub mod audit;
+pub mod auditlog;
+pub mod filter;
+pub mod doublestar;
+pub mod immutable;
 pub mod index;
 pub mod policy;
+pub mod projects;
+pub mod quotas;
+pub mod repositories;
 pub mod robots;
 pub mod users;
 

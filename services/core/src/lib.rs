@@ -6,8 +6,12 @@ pub mod config;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod meta;
+pub mod outbox;
 pub mod paging;
 pub mod password;
+pub mod rbac;
+pub mod registry;
 mod routes;
 
 use std::sync::Arc;
@@ -89,6 +93,36 @@ pub async fn bootstrap_admin(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Harbor's first-start tenancy: the public `library` project owned by
+/// `admin`, created once (deleting it later sticks), and project enforcement
+/// in the registry's write path (a push needs an existing project).
+pub async fn bootstrap_projects(app: &App) -> anyhow::Result<()> {
+    wharf_catalog::policy::enforce_projects(&app.db).await?;
+    let Some(admin) = wharf_catalog::users::by_name(&app.db, "admin").await? else {
+        return Ok(());
+    };
+    let mut tx = app.db.begin().await?;
+    if !wharf_catalog::projects::first_start(&mut tx, "bootstrap_library").await? {
+        return Ok(());
+    }
+    let metadata = std::collections::BTreeMap::from([("public".to_owned(), "true".to_owned())]);
+    let created = wharf_catalog::projects::create(
+        &mut tx,
+        &wharf_catalog::projects::NewProject {
+            name: "library",
+            owner_id: admin.user_id,
+            metadata: &metadata,
+            storage_limit: wharf_catalog::quotas::UNLIMITED,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if created.is_some() {
+        tracing::info!("created the public project library");
+    }
+    Ok(())
+}
+
 /// Serves until `shutdown` resolves. Tests call this with a listener on port 0.
 pub async fn run(
     config: Config,
@@ -97,6 +131,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = App::new(config).await?;
     bootstrap_admin(&app).await?;
+    bootstrap_projects(&app).await?;
+    tokio::spawn(outbox::run(app.clone()));
     axum::serve(listener, routes::router(app))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -13,9 +13,27 @@ use crate::handlers;
 use crate::AppState;
 
 pub fn router(app: AppState) -> Router {
-    let api = Router::new().merge(handlers::system::routes());
+    let api = Router::new()
+        .merge(handlers::system::routes())
+        .merge(handlers::users::routes())
+        .merge(handlers::robots::routes())
+        .merge(handlers::projects::routes())
+        .merge(handlers::members::routes())
+        .merge(handlers::immutable::routes())
+        .merge(handlers::quotas::routes())
+        .merge(handlers::repositories::routes())
+        .merge(handlers::artifacts::routes())
+        .merge(handlers::tags::routes())
+        .merge(handlers::audit::routes())
+        .merge(handlers::health::routes());
     Router::new()
         .nest("/api/v2.0", api)
+        .merge(handlers::session::routes())
+        .merge(handlers::token::routes())
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            handlers::session::expose_csrf,
+        ))
         .layer(middleware::from_fn(request_span))
         .with_state(app)
 }

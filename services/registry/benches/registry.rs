@@ -8,6 +8,9 @@
 //! - `WHARF_BENCH_SCALE` (default 1): multiplies blob sizes, e.g. 0.1 for a quick run.
 //! - `WHARF_BENCH_HEAD_SECS` (default 10): length of the manifest HEAD phase.
 //! - `WHARF_BENCH_HEAD_CONCURRENCY` (default 16).
+//! - `WHARF_BENCH_RUNS` (default 1): repeat every phase, each time with new
+//!   blobs, and report the best throughput, the least CPU and the highest
+//!   peak RSS (useful on a shared, noisy machine).
 //! - `WHARF_BENCH_DOCKER=0`: skip docker-registry even when it is installed.
 //! - `WHARF_BENCH_DOCKER_AUTH=0`: run docker-registry without token auth.
 //! - `WHARF_BENCH_KEEP=1`: keep the work directory (data, logs, configs).
@@ -58,6 +61,7 @@ struct Knobs {
     scale: f64,
     head_secs: f64,
     head_concurrency: usize,
+    runs: usize,
     docker: bool,
     docker_auth: bool,
     keep: bool,
@@ -84,6 +88,7 @@ impl Knobs {
             scale,
             head_secs,
             head_concurrency: env_or("WHARF_BENCH_HEAD_CONCURRENCY", 16usize)?.max(1),
+            runs: env_or("WHARF_BENCH_RUNS", 1usize)?.max(1),
             docker: std::env::var("WHARF_BENCH_DOCKER").map_or(true, |v| v != "0"),
             docker_auth: std::env::var("WHARF_BENCH_DOCKER_AUTH").map_or(true, |v| v != "0"),
             keep: std::env::var("WHARF_BENCH_KEEP").is_ok_and(|v| v == "1"),
@@ -548,11 +553,19 @@ async fn sync_disks() {
 
 // ---------------------------------------------------------------- data
 
+/// Random bytes generated once; every blob is a zero-copy slice of them.
 struct Data {
-    blobs: Vec<(Bytes, String)>,
     pool: Bytes,
+    blob_len: usize,
     big_len: usize,
     big_chunk: usize,
+}
+
+/// The blobs of one run: each run shifts its slices by a few pages, so the
+/// registries never see a blob they already hold.
+struct Set {
+    blobs: Vec<(Bytes, String)>,
+    run: usize,
     big_digest: String,
 }
 
@@ -568,34 +581,45 @@ fn sha256_hex(parts: impl Iterator<Item = Bytes>) -> String {
     s
 }
 
+const RUN_SHIFT: usize = 4096 * 3;
+
 impl Data {
-    fn generate(blob_len: usize, big_len: usize) -> Data {
-        let mut buf = vec![0u8; blob_len * BLOBS];
+    fn generate(blob_len: usize, big_len: usize, runs: usize) -> Data {
+        let mut buf = vec![0u8; blob_len * BLOBS + runs * RUN_SHIFT];
         rand::rngs::StdRng::seed_from_u64(0x5748_4152_4642_454e).fill_bytes(&mut buf);
         let pool = Bytes::from(buf);
+        Data {
+            big_chunk: MIB.min(big_len).min(blob_len * BLOBS),
+            pool,
+            blob_len,
+            big_len,
+        }
+    }
+
+    /// The blobs and digests of run `run` (hashing happens here, outside any timing).
+    fn set(&self, run: usize) -> Set {
+        let base = run * RUN_SHIFT;
         let blobs = (0..BLOBS)
             .map(|i| {
-                let b = pool.slice(i * blob_len..(i + 1) * blob_len);
+                let start = base + i * self.blob_len;
+                let b = self.pool.slice(start..start + self.blob_len);
                 let d = sha256_hex(std::iter::once(b.clone()));
                 (b, d)
             })
             .collect();
-        let big_chunk = MIB.min(big_len).min(pool.len());
-        let mut data = Data {
+        Set {
             blobs,
-            pool,
-            big_len,
-            big_chunk,
-            big_digest: String::new(),
-        };
-        data.big_digest = sha256_hex(data.big_chunks());
-        data
+            run,
+            big_digest: sha256_hex(self.big_chunks(run)),
+        }
     }
 
-    /// The big blob as a sequence of slices of the pool: nothing is copied,
-    /// and the whole blob never sits in memory.
-    fn big_chunks(&self) -> impl Iterator<Item = Bytes> + Send + Sync + 'static {
-        let pool = self.pool.clone();
+    /// The big blob of run `run` as a sequence of slices of the pool: nothing
+    /// is copied, and the whole blob never sits in memory.
+    fn big_chunks(&self, run: usize) -> impl Iterator<Item = Bytes> + Send + Sync + 'static {
+        let pool = self
+            .pool
+            .slice(run * RUN_SHIFT..run * RUN_SHIFT + self.blob_len * BLOBS);
         let (len, chunk) = (self.big_len, self.big_chunk);
         // Offsets step by a prime number of pages so the blob is not the pool repeated.
         let span = pool.len() - chunk + 1;
@@ -729,7 +753,7 @@ where
 }
 
 /// Pushes a small config and an image manifest tagged [`TAG`] for the HEAD phase.
-async fn push_manifest(http: &reqwest::Client, s: &Target, data: &Data) -> Result<()> {
+async fn push_manifest(http: &reqwest::Client, s: &Target, data: &Set) -> Result<()> {
     let config = Bytes::from_static(
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
     );
@@ -847,12 +871,21 @@ async fn head_manifests(
 
 // ---------------------------------------------------------------- the run
 
-#[derive(Default)]
+/// How repeated runs combine into one number.
+#[derive(Clone, Copy, PartialEq)]
+enum Keep {
+    /// Best throughput (higher is better).
+    Max,
+    /// Least CPU (lower is better).
+    Min,
+    /// Worst peak memory (lower is better, but report the worst seen).
+    Worst,
+}
+
 struct Row {
     metric: String,
     values: [Option<f64>; 2],
-    /// Whether a bigger number is better (shown as a hint in the table).
-    higher_better: bool,
+    keep: Keep,
 }
 
 struct Table {
@@ -860,19 +893,24 @@ struct Table {
 }
 
 impl Table {
-    fn set(&mut self, metric: &str, higher_better: bool, server: usize, v: f64) {
+    fn set(&mut self, metric: &str, keep: Keep, server: usize, v: f64) {
         let i = match self.rows.iter().position(|r| r.metric == metric) {
             Some(i) => i,
             None => {
                 self.rows.push(Row {
                     metric: metric.to_owned(),
-                    higher_better,
-                    ..Row::default()
+                    values: [None, None],
+                    keep,
                 });
                 self.rows.len() - 1
             }
         };
-        self.rows[i].values[server] = Some(v);
+        let slot = &mut self.rows[i].values[server];
+        *slot = Some(match (*slot, keep) {
+            (None, _) => v,
+            (Some(old), Keep::Max | Keep::Worst) => old.max(v),
+            (Some(old), Keep::Min) => old.min(v),
+        });
     }
 
     fn get(&self, metric: &str, server: usize) -> Option<f64> {
@@ -882,7 +920,7 @@ impl Table {
             .and_then(|r| r.values[server])
     }
 
-    fn print(&self, docker_label: &str) {
+    fn print(&self, docker_label: &str, runs: usize) {
         let fmt = |v: Option<f64>| match v {
             Some(v) if v.is_nan() => "n/a".to_owned(),
             Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
@@ -917,7 +955,7 @@ impl Table {
             let label = format!(
                 "{} {}",
                 r.metric,
-                if r.higher_better { "(+)" } else { "(-)" }
+                if r.keep == Keep::Max { "(+)" } else { "(-)" }
             );
             println!(
                 "{label:<w$} | {:>10} | {:>15} | {:>7}",
@@ -927,6 +965,9 @@ impl Table {
             );
         }
         println!("(+) higher is better, (-) lower is better; ratio = wharf / docker-registry");
+        if runs > 1 {
+            println!("best of {runs} runs: highest throughput, least CPU, highest peak RSS");
+        }
     }
 }
 
@@ -939,7 +980,7 @@ async fn bench(knobs: &Knobs, dir: &Path, db: &Database) -> Result<()> {
         human(blob_len),
         human(big_len)
     );
-    let data = Arc::new(Data::generate(blob_len, big_len));
+    let data = Data::generate(blob_len, big_len, knobs.runs);
 
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -996,95 +1037,19 @@ async fn bench(knobs: &Knobs, dir: &Path, db: &Database) -> Result<()> {
             ),
         ),
     ];
-    let mib = |n: u64| n as f64 / MIB as f64;
-    for (phase, label) in &phases {
-        for (si, server) in servers.iter().enumerate() {
-            let s = &server.t;
-            sync_disks().await;
-            let rss_reset = reset_peak(s.pid);
-            let pid = s.pid.to_string();
-            let (c0, s0) = (cpu_seconds("self", ticks), cpu_seconds(&pid, ticks));
-            let started = Instant::now();
-            let throughput = match *phase {
-                "push8" => {
-                    let total = fan_out(BLOBS, BLOB_CONCURRENCY, {
-                        let (data, http) = (data.clone(), http.clone());
-                        let s = s.clone();
-                        move |i| {
-                            let (data, http, s) = (data.clone(), http.clone(), s.clone());
-                            async move {
-                                let (b, d) = &data.blobs[i];
-                                push_blob(&http, &s, d, b.clone().into(), b.len()).await?;
-                                Ok(b.len() as u64)
-                            }
-                        }
-                    })
-                    .await?;
-                    mib(total) / started.elapsed().as_secs_f64()
-                }
-                "pull8" => {
-                    let total = fan_out(BLOBS, BLOB_CONCURRENCY, {
-                        let (data, http) = (data.clone(), http.clone());
-                        let s = s.clone();
-                        move |i| {
-                            let (data, http, s) = (data.clone(), http.clone(), s.clone());
-                            async move {
-                                let (b, d) = &data.blobs[i];
-                                let n = pull_blob(&http, &s, d).await?;
-                                ensure!(n == b.len() as u64, "short read: {n} of {}", b.len());
-                                Ok(n)
-                            }
-                        }
-                    })
-                    .await?;
-                    mib(total) / started.elapsed().as_secs_f64()
-                }
-                "pushbig" => {
-                    let chunks = data.big_chunks().map(Ok::<Bytes, std::io::Error>);
-                    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-                    push_blob(&http, s, &data.big_digest, body, data.big_len).await?;
-                    mib(data.big_len as u64) / started.elapsed().as_secs_f64()
-                }
-                "pullbig" => {
-                    let n = pull_blob(&http, s, &data.big_digest).await?;
-                    ensure!(
-                        n == data.big_len as u64,
-                        "short read: {n} of {}",
-                        data.big_len
-                    );
-                    mib(n) / started.elapsed().as_secs_f64()
-                }
-                "head" => {
-                    push_manifest(&http, s, &data).await?;
-                    let h =
-                        head_manifests(s, knobs.head_concurrency, knobs.head_secs, ticks).await?;
-                    ensure!(h.errors == 0, "{}: {} HEADs failed", s.name, h.errors);
-                    table.set("  HEAD client CPU (s)", false, si, h.client_cpu);
-                    table.set("  HEAD server CPU (s)", false, si, h.server_cpu);
-                    h.rps
-                }
-                _ => unreachable!(),
-            };
-            let secs = started.elapsed().as_secs_f64();
-            let (c1, s1) = (cpu_seconds("self", ticks), cpu_seconds(&pid, ticks));
-            let rss = peak_rss_mib(s.pid);
-            let unit = if *phase == "head" { "req/s" } else { "MiB/s" };
-            eprintln!(
-                "{:<16} {label:<34} {throughput:>10.1} {unit}  {secs:>6.2} s  server CPU {:>6.2} s  client CPU {:>6.2} s  peak RSS {rss:.0} MiB{}",
-                s.name,
-                s1.0 - s0.0,
-                c1.0 - c0.0,
-                if rss_reset { "" } else { " (since start)" }
-            );
-            table.set(&format!("{label} ({unit})"), true, si, throughput);
-            if *phase != "head" {
-                table.set(&format!("  {label} server CPU (s)"), false, si, s1.0 - s0.0);
+    for run in 0..knobs.runs {
+        let set = Arc::new(data.set(run));
+        for (phase, label) in &phases {
+            for (si, server) in servers.iter().enumerate() {
+                run_phase(
+                    &mut table, knobs, &data, &set, &http, server, si, phase, label, ticks,
+                )
+                .await?;
             }
-            table.set(&format!("  peak RSS after {phase} (MiB)"), false, si, rss);
         }
     }
 
-    table.print(&docker_label);
+    table.print(&docker_label, knobs.runs);
     if servers.len() > 1 {
         println!();
         println!("targets (wharf / docker-registry):");
@@ -1108,5 +1073,115 @@ async fn bench(knobs: &Knobs, dir: &Path, db: &Database) -> Result<()> {
     for s in servers {
         s.stop().await;
     }
+    Ok(())
+}
+
+/// One phase against one server; records its numbers in `table`.
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    table: &mut Table,
+    knobs: &Knobs,
+    data: &Data,
+    set: &Arc<Set>,
+    http: &reqwest::Client,
+    server: &Server,
+    si: usize,
+    phase: &str,
+    label: &str,
+    ticks: f64,
+) -> Result<()> {
+    let mib = |n: u64| n as f64 / MIB as f64;
+    let s = &server.t;
+    sync_disks().await;
+    let rss_reset = reset_peak(s.pid);
+    let pid = s.pid.to_string();
+    let (c0, s0) = (cpu_seconds("self", ticks), cpu_seconds(&pid, ticks));
+    let started = Instant::now();
+    let throughput = match phase {
+        "push8" => {
+            let total = fan_out(BLOBS, BLOB_CONCURRENCY, {
+                let (set, http) = (set.clone(), http.clone());
+                let s = s.clone();
+                move |i| {
+                    let (set, http, s) = (set.clone(), http.clone(), s.clone());
+                    async move {
+                        let (b, d) = &set.blobs[i];
+                        push_blob(&http, &s, d, b.clone().into(), b.len()).await?;
+                        Ok(b.len() as u64)
+                    }
+                }
+            })
+            .await?;
+            mib(total) / started.elapsed().as_secs_f64()
+        }
+        "pull8" => {
+            let total = fan_out(BLOBS, BLOB_CONCURRENCY, {
+                let (set, http) = (set.clone(), http.clone());
+                let s = s.clone();
+                move |i| {
+                    let (set, http, s) = (set.clone(), http.clone(), s.clone());
+                    async move {
+                        let (b, d) = &set.blobs[i];
+                        let n = pull_blob(&http, &s, d).await?;
+                        ensure!(n == b.len() as u64, "short read: {n} of {}", b.len());
+                        Ok(n)
+                    }
+                }
+            })
+            .await?;
+            mib(total) / started.elapsed().as_secs_f64()
+        }
+        "pushbig" => {
+            let chunks = data.big_chunks(set.run).map(Ok::<Bytes, std::io::Error>);
+            let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+            push_blob(http, s, &set.big_digest, body, data.big_len).await?;
+            mib(data.big_len as u64) / started.elapsed().as_secs_f64()
+        }
+        "pullbig" => {
+            let n = pull_blob(http, s, &set.big_digest).await?;
+            ensure!(
+                n == data.big_len as u64,
+                "short read: {n} of {}",
+                data.big_len
+            );
+            mib(n) / started.elapsed().as_secs_f64()
+        }
+        "head" => {
+            push_manifest(http, s, set).await?;
+            let h = head_manifests(s, knobs.head_concurrency, knobs.head_secs, ticks).await?;
+            ensure!(h.errors == 0, "{}: {} HEADs failed", s.name, h.errors);
+            table.set("  HEAD client CPU (s)", Keep::Min, si, h.client_cpu);
+            table.set("  HEAD server CPU (s)", Keep::Min, si, h.server_cpu);
+            h.rps
+        }
+        _ => unreachable!(),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let (c1, s1) = (cpu_seconds("self", ticks), cpu_seconds(&pid, ticks));
+    let rss = peak_rss_mib(s.pid);
+    let unit = if phase == "head" { "req/s" } else { "MiB/s" };
+    eprintln!(
+        "{:<16} {}{label:<34} {throughput:>10.1} {unit}  {secs:>6.2} s  server CPU {:>6.2} s  client CPU {:>6.2} s  peak RSS {rss:.0} MiB{}",
+        s.name,
+        if knobs.runs > 1 { format!("run {} ", set.run + 1) } else { String::new() },
+        s1.0 - s0.0,
+        c1.0 - c0.0,
+        if rss_reset { "" } else { " (since start)" }
+    );
+    table.set(&format!("{label} ({unit})"), Keep::Max, si, throughput);
+    if phase != "head" {
+        table.set(
+            &format!("  {label} server CPU (s)"),
+            Keep::Min,
+            si,
+            s1.0 - s0.0,
+        );
+    }
+    table.set(
+        &format!("  peak RSS after {phase} (MiB)"),
+        Keep::Worst,
+        si,
+        rss,
+    );
     Ok(())
 }

@@ -149,7 +149,17 @@ pub fn parse(method: &Method, path: &str) -> Result<Endpoint> {
     }
     if n >= 2 && segs[n - 2] == "manifests" {
         let name = name_of(n - 2)?;
-        let reference = Reference::parse(segs[n - 1])?;
+        let reference = match Reference::parse(segs[n - 1]) {
+            Ok(r) => r,
+            // No manifest can have a tag that is not a valid tag: a pull of one is a
+            // 404, as the conformance suite's `.INVALID_MANIFEST_NAME` expects.
+            Err(wharf_oci::Error::Tag(t)) if matches!(*method, Method::GET | Method::HEAD) => {
+                return Err(Error::ManifestUnknown(format!(
+                    "manifest {t:?} is unknown: it is not a valid tag"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
         return Ok(match *method {
             Method::GET => Endpoint::GetManifest {
                 name,
@@ -262,8 +272,19 @@ mod tests {
             Err(Error::DigestInvalid(_))
         ));
         assert!(matches!(
-            p(Method::GET, "/v2/a/manifests/-bad"),
+            p(Method::PUT, "/v2/a/manifests/-bad"),
             Err(Error::ManifestInvalid(_))
+        ));
+        // No manifest has an invalid tag: pulling one is a 404.
+        for m in [Method::GET, Method::HEAD] {
+            assert!(matches!(
+                p(m, "/v2/a/manifests/.INVALID_MANIFEST_NAME"),
+                Err(Error::ManifestUnknown(_))
+            ));
+        }
+        assert!(matches!(
+            p(Method::GET, "/v2/a/manifests/sha256:zz"),
+            Err(Error::DigestInvalid(_))
         ));
         assert!(matches!(
             p(Method::POST, "/v2/a/manifests/x"),

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::auth::Caller;
 use crate::endpoint::{self, Endpoint};
 use crate::error::{Error, Result};
+use crate::handlers;
 use crate::handlers::{blobs, listing, manifests, uploads};
 use crate::AppState;
 
@@ -24,6 +25,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v2", any(v2))
         .route("/v2/", any(v2))
         .route("/v2/{*rest}", any(v2))
+        .nest("/api/internal", handlers::internal::routes(app.clone()))
         .layer(middleware::from_fn(request_span))
         .with_state(app)
 }

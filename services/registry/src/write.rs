@@ -71,6 +71,7 @@ pub async fn commit_blob(
             &mut tx,
             Write::Blob {
                 repository: repo.as_str(),
+                digest: &digest,
                 size,
             },
         )
@@ -134,6 +135,7 @@ pub async fn mount_blob(
         &mut tx,
         Write::Blob {
             repository: repo.as_str(),
+            digest,
             size,
         },
     )
@@ -201,6 +203,7 @@ pub async fn put_manifest(
         .map(|(d, _)| d.clone())
         .collect();
     let size = body.len() as i64;
+    let all_refs: Vec<Digest> = refs.iter().map(|(d, _)| d.clone()).collect();
     let mut temp: Option<wharf_storage::TempFile> = None;
     let mut backoff = Backoff::new();
     loop {
@@ -221,6 +224,9 @@ pub async fn put_manifest(
             Write::Manifest {
                 repository: repo.as_str(),
                 tag: tag.as_ref().map(Tag::as_str),
+                digest: &digest,
+                size,
+                references: &all_refs,
             },
         )
         .await?;

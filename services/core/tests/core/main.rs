@@ -4,4 +4,16 @@
 
 mod support;
 
+mod audit;
+mod catalogue;
+mod content;
+mod health;
+mod policy;
+mod projects;
+mod rbac;
+mod robots;
+mod session;
 mod system;
+mod tenants;
+mod token;
+mod users;

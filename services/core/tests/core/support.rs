@@ -320,6 +320,13 @@ impl Site {
         }
     }
 
+    /// `kill -9` the registry (core keeps serving).
+    pub async fn kill_registry(&mut self) {
+        if let Some(mut c) = self.registry_child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
     /// Starts core again on the same address, database and Redis prefix.
     pub async fn restart_core(&mut self) {
         self.kill_core().await;

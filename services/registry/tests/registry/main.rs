@@ -5,3 +5,5 @@ mod support;
 
 mod api;
 mod clients;
+mod conformance;
+mod internal;
