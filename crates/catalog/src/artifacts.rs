@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 
 use crate::filter::TextMatch;
-use crate::repositories::{top_level, INDEX_TYPES};
+use crate::repositories::{artifact_count, push_children_of, read_tx, INDEX_TYPES};
 use crate::Result;
 
 #[derive(Debug, Clone, FromRow)]
@@ -77,7 +77,9 @@ fn push_artifact_where(qb: &mut QueryBuilder<'_, Postgres>, repo_id: i64, q: &Ar
     if q.all {
         qb.push(" AND m.state = 'live'");
     } else {
-        qb.push(format!(" AND {}", top_level("m")));
+        qb.push(" AND m.state = 'live' AND m.subject_digest IS NULL AND m.digest NOT IN (");
+        push_children_of(qb, repo_id);
+        qb.push(")");
     }
     if let Some(d) = &q.digest {
         qb.push(" AND m.digest = ").push_bind(d.clone());
@@ -114,9 +116,22 @@ pub async fn list(
     repo_id: i64,
     q: &ArtifactQuery,
 ) -> Result<(Vec<ArtifactRow>, i64)> {
-    let mut count = QueryBuilder::new("SELECT count(*)");
-    push_artifact_where(&mut count, repo_id, q);
-    let total: i64 = count.build_query_scalar().fetch_one(db).await?;
+    let mut tx = read_tx(db).await?;
+    let unfiltered = !q.all && q.digest.is_none() && q.media_type.is_none() && q.tags.is_empty();
+    let total: i64 = if unfiltered {
+        // From the index alone, without a lookup per artifact.
+        sqlx::query_scalar(&format!(
+            "SELECT {} FROM repository r WHERE r.id = $1",
+            artifact_count("r")
+        ))
+        .bind(repo_id)
+        .fetch_one(&mut *tx)
+        .await?
+    } else {
+        let mut count = QueryBuilder::new("SELECT count(*)");
+        push_artifact_where(&mut count, repo_id, q);
+        count.build_query_scalar().fetch_one(&mut *tx).await?
+    };
     if q.offset >= total {
         return Ok((vec![], total));
     }
@@ -132,7 +147,8 @@ pub async fn list(
              ORDER BY page.pushed_at {dir}, page.id {dir}",
             artifact_columns()
         ));
-    let rows = qb.build_query_as().fetch_all(db).await?;
+    let rows = qb.build_query_as().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
     Ok((rows, total))
 }
 

@@ -95,11 +95,7 @@ fn expand(chars: &[char]) -> Result<Vec<Vec<char>>, InvalidPattern> {
                 open = Some(i);
                 break;
             }
-            '}' => {
-                return Err(InvalidPattern(
-                    "unbalanced braces: '}' without '{'".into(),
-                ))
-            }
+            '}' => return Err(InvalidPattern("unbalanced braces: '}' without '{'".into())),
             _ => {}
         }
         i += 1;
@@ -129,8 +125,7 @@ fn expand(chars: &[char]) -> Result<Vec<Vec<char>>, InvalidPattern> {
         }
         j += 1;
     }
-    let close =
-        close.ok_or_else(|| InvalidPattern("unbalanced braces: '{' without '}'".into()))?;
+    let close = close.ok_or_else(|| InvalidPattern("unbalanced braces: '{' without '}'".into()))?;
     let prefix = &chars[..open];
     let suffix = &chars[close + 1..];
     let mut bounds = vec![open];
@@ -170,7 +165,9 @@ fn class_end(chars: &[char], start: usize) -> Result<usize, InvalidPattern> {
             _ => i += 1,
         }
     }
-    Err(InvalidPattern("unterminated character class: '[' without ']'".into()))
+    Err(InvalidPattern(
+        "unterminated character class: '[' without ']'".into(),
+    ))
 }
 
 fn tokenize(chars: &[char]) -> Result<Vec<Tok>, InvalidPattern> {
@@ -277,7 +274,8 @@ fn match_at(toks: &[Tok], text: &[char], t: usize, s: usize, failed: &mut [bool]
         None => s == text.len(),
         Some(Tok::Lit(c)) => text.get(s) == Some(c) && match_at(toks, text, t + 1, s + 1, failed),
         Some(Tok::One) => {
-            matches!(text.get(s), Some(c) if *c != '/') && match_at(toks, text, t + 1, s + 1, failed)
+            matches!(text.get(s), Some(c) if *c != '/')
+                && match_at(toks, text, t + 1, s + 1, failed)
         }
         Some(Tok::Class { negated, ranges }) => {
             matches!(text.get(s), Some(c) if *c != '/'

@@ -239,15 +239,13 @@ pub async fn enabled(db: impl PgExecutor<'_>, project_id: i64) -> Result<Vec<Rul
 /// Locks the project's rule set against concurrent edits (for the rule
 /// limit and duplicate checks), by locking the project row.
 pub async fn lock_project(tx: &mut sqlx::PgConnection, project_id: i64) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar::<_, i64>(
-            "SELECT project_id FROM project WHERE project_id = $1 FOR NO KEY UPDATE",
-        )
-        .bind(project_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some(),
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT project_id FROM project WHERE project_id = $1 FOR NO KEY UPDATE",
     )
+    .bind(project_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some())
 }
 
 /// Another rule of the project with the same selectors, if any.

@@ -5,8 +5,9 @@
 pub mod artifacts;
 pub mod audit;
 pub mod auditlog;
-pub mod filter;
 pub mod doublestar;
+pub mod filter;
+pub mod gc;
 pub mod immutable;
 pub mod index;
 pub mod policy;

@@ -116,7 +116,14 @@ pub async fn check_write(tx: &mut PgConnection, write: Write<'_>) -> Result<()> 
             if let Some(tag) = tag {
                 check_immutable(tx, &project, repository, rest, tag, digest).await?;
             }
-            check_quota(tx, &project, references, Some((digest, size)), "this manifest").await
+            check_quota(
+                tx,
+                &project,
+                references,
+                Some((digest, size)),
+                "this manifest",
+            )
+            .await
         }
         Write::Delete { .. } => Ok(()),
     }
@@ -197,10 +204,7 @@ async fn check_immutable(
     digest: &Digest,
 ) -> Result<()> {
     let rules = immutable::enabled(&mut *tx, project.project_id).await?;
-    let Some(rule) = rules
-        .iter()
-        .find(|r| r.rule.protects(within_project, tag))
-    else {
+    let Some(rule) = rules.iter().find(|r| r.rule.protects(within_project, tag)) else {
         return Ok(());
     };
     // Two pushes racing for a new protected tag: the second one waits here,

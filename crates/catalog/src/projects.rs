@@ -61,13 +61,13 @@ pub async fn by_name_for_write(tx: &mut PgConnection, name: &str) -> Result<Opti
 
 /// Locks the project row for deletion; `false` when it is gone.
 pub async fn lock_for_delete(tx: &mut PgConnection, id: i64) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar::<_, i64>("SELECT project_id FROM project WHERE project_id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some(),
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT project_id FROM project WHERE project_id = $1 FOR UPDATE",
     )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some())
 }
 
 pub async fn exists(db: impl PgExecutor<'_>, name: &str) -> Result<bool> {
@@ -192,7 +192,12 @@ pub async fn set_metadata(db: impl PgExecutor<'_>, id: i64, key: &str, value: &s
 }
 
 /// Adds a metadata key; `false` when it exists already.
-pub async fn add_metadata(db: impl PgExecutor<'_>, id: i64, key: &str, value: &str) -> Result<bool> {
+pub async fn add_metadata(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    key: &str,
+    value: &str,
+) -> Result<bool> {
     Ok(sqlx::query(
         "INSERT INTO project_metadata (project_id, name, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
@@ -305,7 +310,9 @@ fn push_where(qb: &mut QueryBuilder<'_, Postgres>, f: &ListFilter) {
                 .push(")");
         }
         if !names.is_empty() {
-            qb.push(" OR p.name = ANY(").push_bind(names.clone()).push(")");
+            qb.push(" OR p.name = ANY(")
+                .push_bind(names.clone())
+                .push(")");
         }
         qb.push(")");
     }
@@ -315,10 +322,13 @@ fn push_where(qb: &mut QueryBuilder<'_, Postgres>, f: &ListFilter) {
                 qb.push(" AND p.name = ").push_bind(v.clone());
             }
             NameCond::Fuzzy(v) => {
-                qb.push(" AND p.name LIKE ").push_bind(crate::filter::contains_pattern(v));
+                qb.push(" AND p.name LIKE ")
+                    .push_bind(crate::filter::contains_pattern(v));
             }
             NameCond::AnyOf(vs) => {
-                qb.push(" AND p.name = ANY(").push_bind(vs.clone()).push(")");
+                qb.push(" AND p.name = ANY(")
+                    .push_bind(vs.clone())
+                    .push(")");
             }
         }
     }
@@ -382,7 +392,8 @@ pub async fn list(
         if i > 0 {
             qb.push(", ");
         }
-        qb.push(k.column()).push(if *desc { " DESC" } else { " ASC" });
+        qb.push(k.column())
+            .push(if *desc { " DESC" } else { " ASC" });
     }
     qb.push(", p.project_id ASC LIMIT ")
         .push_bind(limit)
@@ -501,7 +512,11 @@ pub async fn delete_member(db: impl PgExecutor<'_>, project_id: i64, id: i64) ->
 }
 
 /// The user's role in the project, if a member.
-pub async fn role_of(db: impl PgExecutor<'_>, project_id: i64, user_id: i64) -> Result<Option<i32>> {
+pub async fn role_of(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    user_id: i64,
+) -> Result<Option<i32>> {
     Ok(sqlx::query_scalar(
         "SELECT role FROM project_member WHERE project_id = $1 AND entity_type = 'u' AND entity_id = $2",
     )

@@ -153,15 +153,15 @@ pub async fn list(
 }
 
 pub async fn set_hard(db: impl PgExecutor<'_>, id: i64, storage: i64) -> Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE quota SET hard_storage = $2, update_time = now() WHERE id = $1",
+    Ok(
+        sqlx::query("UPDATE quota SET hard_storage = $2, update_time = now() WHERE id = $1")
+            .bind(id)
+            .bind(storage)
+            .execute(db)
+            .await?
+            .rows_affected()
+            == 1,
     )
-    .bind(id)
-    .bind(storage)
-    .execute(db)
-    .await?
-    .rows_affected()
-        == 1)
 }
 
 /// The project's storage limit, read without a lock.

@@ -236,8 +236,8 @@ async fn fill(pool: &sqlx::PgPool, n: i64) -> Result<()> {
                   'application/vnd.oci.image.config.v1+json', 500, now() - make_interval(secs => $1 - i)
              FROM generate_series(1, $1) i, repository r WHERE r.name = 'bench/app'",
         "INSERT INTO manifest_ref (manifest_id, child_digest, kind)
-           SELECT m.id, sha256('config'), 'config' FROM manifest m
-           UNION ALL SELECT m.id, sha256('layer'), 'layer' FROM manifest m",
+           SELECT m.id, sha256('config'), 'config'::ref_kind FROM manifest m
+           UNION ALL SELECT m.id, sha256('layer'), 'layer'::ref_kind FROM manifest m",
         // One tag per image: `v<i>`.
         "INSERT INTO tag (repo_id, name, manifest_id, pushed_at)
            SELECT m.repo_id, 'v' || i, m.id, m.pushed_at
@@ -249,8 +249,8 @@ async fn fill(pool: &sqlx::PgPool, n: i64) -> Result<()> {
            SELECT r.id, sha256(convert_to('index ' || k, 'UTF8')), 'application/vnd.oci.image.index.v1+json', 700, now()
              FROM generate_series(1, 1000) k, repository r WHERE r.name = 'bench/app'",
         "INSERT INTO manifest_ref (manifest_id, child_digest, kind)
-           SELECT ix.id, sha256(convert_to('manifest ' || (2 * k + c), 'UTF8')), 'manifest'
-             FROM generate_series(1, 1000) k, generate_series(0, 1) c
+           SELECT ix.id, sha256(convert_to('manifest ' || (2 * k + c), 'UTF8')), 'manifest'::ref_kind
+             FROM generate_series(1, 1000) k CROSS JOIN generate_series(0, 1) c
              JOIN manifest ix ON ix.digest = sha256(convert_to('index ' || k, 'UTF8'))",
         // Pull statistics for a tenth.
         "INSERT INTO pull_stat (repo_id, digest, pull_count, last_pulled_at)

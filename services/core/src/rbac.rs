@@ -317,9 +317,7 @@ impl Access {
     pub fn can(&self, resource: Resource, action: Action) -> bool {
         self.sysadmin
             || (self.public && public_allows(resource, action))
-            || self
-                .role
-                .is_some_and(|r| role_allows(r, resource, action))
+            || self.role.is_some_and(|r| role_allows(r, resource, action))
             || self.robot.iter().any(|(r, a)| {
                 (r == "*" || r == resource.as_str()) && (a == "*" || a == action.as_str())
             })
@@ -379,12 +377,7 @@ pub fn is_public(metadata: &BTreeMap<String, String>) -> bool {
 }
 
 /// Works out what `who` may do in `project`.
-pub async fn access(
-    app: &App,
-    who: &Principal,
-    project: &Project,
-    public: bool,
-) -> Result<Access> {
+pub async fn access(app: &App, who: &Principal, project: &Project, public: bool) -> Result<Access> {
     let mut access = Access {
         public,
         ..Access::default()

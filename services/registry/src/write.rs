@@ -358,16 +358,26 @@ pub async fn delete_manifest(
         .await?
         .ok_or_else(unknown)?;
     tx.commit().await?;
-    finish_manifest_delete(app, repo, manifest_id, &tags, actor).await
+    finish_manifest_delete(
+        app,
+        repo,
+        manifest_id,
+        &tags,
+        actor,
+        app.config.gc_grace_secs,
+    )
+    .await
 }
 
-/// Step 2 of a manifest delete; also what recovery runs for a `deleting` row.
+/// Step 2 of a manifest delete; also what GC and its recovery run for a
+/// `deleting` row. What it referenced is queued for review `grace_secs` later.
 pub async fn finish_manifest_delete(
     app: &App,
     repo: &RepositoryName,
     manifest_id: i64,
     tags: &[String],
     actor: Option<&str>,
+    grace_secs: i64,
 ) -> Result<()> {
     let mut tx = app.db.begin().await?;
     let Some(gone) = index::lock_deleting_manifest(&mut tx, manifest_id).await? else {
@@ -391,7 +401,7 @@ pub async fn finish_manifest_delete(
         Ok(())
     })
     .await?;
-    index::finish_manifest_delete(&mut tx, manifest_id, app.config.gc_grace_secs).await?;
+    index::finish_manifest_delete(&mut tx, manifest_id, grace_secs).await?;
     index::append_event(
         &mut tx,
         &Event {

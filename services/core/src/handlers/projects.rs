@@ -354,9 +354,8 @@ struct ListProjectsQuery {
 }
 
 fn bool_param(key: &str, v: &str) -> Result<bool> {
-    parse_bool(v).ok_or_else(|| {
-        ApiError::BadRequest(format!("{key} must be true or false, not {v:?}"))
-    })
+    parse_bool(v)
+        .ok_or_else(|| ApiError::BadRequest(format!("{key} must be true or false, not {v:?}")))
 }
 
 fn id_value(key: &str, v: &str) -> Result<i64> {
@@ -760,8 +759,7 @@ async fn delete_metadata(
     ctx.access.require(Resource::Metadata, Action::Delete)?;
     if name == "public" {
         return Err(ApiError::BadRequest(
-            "\"public\" cannot be deleted; set it to \"false\" to make the project private"
-                .into(),
+            "\"public\" cannot be deleted; set it to \"false\" to make the project private".into(),
         ));
     }
     let id = ctx.project.project_id;
@@ -815,7 +813,9 @@ mod tests {
         assert!(check_metadata("enable_content_trust", "false")
             .unwrap()
             .is_none());
-        let e = check_metadata("prevent_vul", "true").unwrap_err().to_string();
+        let e = check_metadata("prevent_vul", "true")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prevent_vul"), "{e}");
         assert!(check_metadata("severity", "low").unwrap().is_none());
         assert!(check_metadata("severity", "dire").is_err());

@@ -140,9 +140,9 @@ async fn update_quota(
 ) -> Result<StatusCode> {
     who.require_sysadmin()?;
     let id = parse_id(&id)?;
-    let hard = req
-        .hard
-        .ok_or_else(|| ApiError::BadRequest("hard is required: {\"hard\": {\"storage\": <bytes or -1>}}".into()))?;
+    let hard = req.hard.ok_or_else(|| {
+        ApiError::BadRequest("hard is required: {\"hard\": {\"storage\": <bytes or -1>}}".into())
+    })?;
     if let Some(other) = hard.keys().find(|k| *k != "storage") {
         return Err(ApiError::BadRequest(format!(
             "hard.{other}: Wharf's quotas limit storage only"

@@ -32,9 +32,19 @@ async fn developer_pushes_guest_pulls_outsiders_see_nothing() {
     assert!(ok, "developer push: {out}");
     let (ok, out) = pull(&site, "team/app:v1", Some(&creds("guest"))).await;
     assert!(ok, "guest pull: {out}");
-    let (ok, out) = push(&site, dir.path(), "v1", "team/app:v2", Some(&creds("guest"))).await;
+    let (ok, out) = push(
+        &site,
+        dir.path(),
+        "v1",
+        "team/app:v2",
+        Some(&creds("guest")),
+    )
+    .await;
     assert!(!ok, "a guest cannot push");
-    assert!(out.to_lowercase().contains("unauthorized") || out.to_lowercase().contains("denied"), "{out}");
+    assert!(
+        out.to_lowercase().contains("unauthorized") || out.to_lowercase().contains("denied"),
+        "{out}"
+    );
     let (ok, _) = pull(&site, "team/app:v1", Some(&creds("outsider"))).await;
     assert!(!ok, "an outsider cannot pull a private project");
     let (ok, _) = pull(&site, "team/app:v1", None).await;
@@ -89,7 +99,12 @@ async fn pushes_to_missing_projects_are_denied() {
 #[tokio::test]
 async fn quotas_stop_pushes_and_count_shared_blobs_once() {
     let site = Site::start().await;
-    let pid = project_with(&site, "q", json!({"project_name": "q", "storage_limit": 100_000})).await;
+    let pid = project_with(
+        &site,
+        "q",
+        json!({"project_name": "q", "storage_limit": 100_000}),
+    )
+    .await;
     let (qid, hard, used) = quota(&site, pid).await;
     assert_eq!((hard, used), (100_000, 0));
 
@@ -123,7 +138,12 @@ async fn quotas_stop_pushes_and_count_shared_blobs_once() {
     assert!(out.contains("quota exceeded"), "{out}");
 
     // Deleting content lowers usage at once.
-    let (_, access) = token(&site, Some(("admin", ADMIN_PASSWORD)), &["repository:q/app:delete", "repository:q/copy:delete"]).await;
+    let (_, access) = token(
+        &site,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:q/app:delete", "repository:q/copy:delete"],
+    )
+    .await;
     assert_eq!(access.len(), 2);
     let r = site
         .http
@@ -132,7 +152,10 @@ async fn quotas_stop_pushes_and_count_shared_blobs_once() {
         .send()
         .await
         .unwrap();
-    let bearer = r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let bearer = r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for repo in ["q/app", "q/copy"] {
         let r = site
             .http
@@ -157,15 +180,27 @@ async fn quotas_stop_pushes_and_count_shared_blobs_once() {
     assert_eq!(r.status(), 200);
     let (ok, out) = push(&site, pair.path(), "v1", "q/pair:v1", Some(&admin())).await;
     assert!(ok, "{out}");
-    for bad in [json!({"hard": {"storage": -5}}), json!({"hard": {"count": 3}}), json!({})] {
-        let (status, body) = get_json(site.admin(Method::PUT, &format!("/quotas/{qid}")).json(&bad)).await;
+    for bad in [
+        json!({"hard": {"storage": -5}}),
+        json!({"hard": {"count": 3}}),
+        json!({}),
+    ] {
+        let (status, body) = get_json(
+            site.admin(Method::PUT, &format!("/quotas/{qid}"))
+                .json(&bad),
+        )
+        .await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
     let (status, q) = get_json(site.admin(Method::GET, &format!("/quotas/{qid}"))).await;
     assert_eq!(status, 200);
     assert_eq!(q["ref"]["name"], "q");
     assert_eq!(q["hard"]["storage"], -1);
-    let r = site.admin(Method::GET, "/quotas?sort=-used.storage").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/quotas?sort=-used.storage")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-total-count"], "2", "library and q");
     let list: serde_json::Value = r.json().await.unwrap();
     assert_eq!(list[0]["ref"]["name"], "q");
@@ -173,7 +208,11 @@ async fn quotas_stop_pushes_and_count_shared_blobs_once() {
     user(&site, "someone").await;
     let (status, _) = get_json(site.as_user(Method::GET, "/quotas", "someone", PASSWORD)).await;
     assert_eq!(status, 403);
-    let (status, _) = get_json(site.as_user(Method::POST, "/projects", "someone", PASSWORD).json(&json!({"project_name": "mine", "storage_limit": 10}))).await;
+    let (status, _) = get_json(
+        site.as_user(Method::POST, "/projects", "someone", PASSWORD)
+            .json(&json!({"project_name": "mine", "storage_limit": 10})),
+    )
+    .await;
     assert_eq!(status, 403);
 }
 
@@ -185,7 +224,12 @@ async fn immutable_tags_cannot_be_overwritten() {
     let rule = json!({"disabled": false, "action": "immutable", "template": "immutable_template",
         "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v{1,2}.*"}],
         "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}});
-    let r = site.admin(Method::POST, &base).json(&rule).send().await.unwrap();
+    let r = site
+        .admin(Method::POST, &base)
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let rid = id_from_location(&r);
     let (status, _) = get_json(site.admin(Method::POST, &base).json(&rule)).await;
@@ -221,11 +265,20 @@ async fn immutable_tags_cannot_be_overwritten() {
     // Disabled, the rule protects nothing; deleted, it is gone.
     let mut off = rule.clone();
     off["disabled"] = json!(true);
-    let r = site.admin(Method::PUT, &format!("{base}/{rid}")).json(&off).send().await.unwrap();
+    let r = site
+        .admin(Method::PUT, &format!("{base}/{rid}"))
+        .json(&off)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (ok, out) = push(&site, two.path(), "t", "rel/team/app:v1.0", Some(&a)).await;
     assert!(ok, "{out}");
-    let r = site.admin(Method::DELETE, &format!("{base}/{rid}")).send().await.unwrap();
+    let r = site
+        .admin(Method::DELETE, &format!("{base}/{rid}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (status, _) = get_json(site.admin(Method::DELETE, &format!("{base}/{rid}"))).await;
     assert_eq!(status, 404);

@@ -55,10 +55,19 @@ async fn library_at_first_start_and_project_lifecycle() {
         assert_eq!(status, 400, "{bad:?}: {body}");
         assert_eq!(body["errors"][0]["code"], "BAD_REQUEST");
     }
-    let (status, body) = get_json(site.admin(Method::POST, "/projects").json(&json!({"project_name": "x", "metadata": {"prevent_vul": "true"}}))).await;
+    let (status, body) = get_json(
+        site.admin(Method::POST, "/projects")
+            .json(&json!({"project_name": "x", "metadata": {"prevent_vul": "true"}})),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(body.to_string().contains("prevent_vul"), "{body}");
-    let (status, _) = get_json(site.admin(Method::POST, "/projects").header("content-type", "application/json").body("{not json")).await;
+    let (status, _) = get_json(
+        site.admin(Method::POST, "/projects")
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     assert_eq!(status, 400);
     // Anonymous callers cannot create.
     let r = site
@@ -83,7 +92,10 @@ async fn library_at_first_start_and_project_lifecycle() {
     assert_eq!(status, 200);
     assert_eq!(p["name"], "team-a");
     assert_eq!(p["project_id"], id);
-    assert_eq!(p["metadata"], json!({"public": "false", "auto_scan": "true"}));
+    assert_eq!(
+        p["metadata"],
+        json!({"public": "false", "auto_scan": "true"})
+    );
     assert_eq!(p["current_user_role_id"], 1, "the creator is projectAdmin");
     assert_eq!(p["current_user_role_ids"], json!([1]));
     assert!(p["creation_time"].as_str().unwrap().ends_with('Z'));
@@ -104,23 +116,31 @@ async fn library_at_first_start_and_project_lifecycle() {
     // lacks switched off.
     let r = site
         .admin(Method::PUT, &format!("/projects/{id}"))
-        .json(&json!({"metadata": {"public": "true", "enable_content_trust": "false",
+        .json(
+            &json!({"metadata": {"public": "true", "enable_content_trust": "false",
             "enable_content_trust_cosign": "false", "prevent_vul": "false", "severity": "low",
             "auto_scan": "false", "reuse_sys_cve_allowlist": "true"},
-            "cve_allowlist": {"items": [], "expires_at": null}}))
+            "cve_allowlist": {"items": [], "expires_at": null}}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let (_, p) = get_json(site.http.get(site.api(&format!("/projects/{id}")))).await;
-    assert_eq!(p["metadata"], json!({"public": "true", "auto_scan": "false"}));
+    assert_eq!(
+        p["metadata"],
+        json!({"public": "true", "auto_scan": "false"})
+    );
     let (status, body) = get_json(
         site.admin(Method::PUT, &format!("/projects/{id}"))
             .json(&json!({"metadata": {"colour": "blue"}})),
     )
     .await;
     assert_eq!(status, 400);
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("colour"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
     let (status, body) = get_json(
         site.admin(Method::PUT, &format!("/projects/{id}"))
             .json(&json!({"metadata": {"public": "maybe"}})),
@@ -133,7 +153,11 @@ async fn library_at_first_start_and_project_lifecycle() {
     let (status, md) = get_json(site.admin(Method::GET, &format!("{base}/"))).await;
     assert_eq!(status, 200);
     assert_eq!(md, json!({"public": "true", "auto_scan": "false"}));
-    let (status, _) = get_json(site.admin(Method::POST, &format!("{base}/")).json(&json!({"auto_scan": "true"}))).await;
+    let (status, _) = get_json(
+        site.admin(Method::POST, &format!("{base}/"))
+            .json(&json!({"auto_scan": "true"})),
+    )
+    .await;
     assert_eq!(status, 409, "exists already");
     let r = site
         .admin(Method::PUT, &format!("{base}/public"))
@@ -144,13 +168,25 @@ async fn library_at_first_start_and_project_lifecycle() {
     assert_eq!(r.status(), 200);
     let (status, md) = get_json(site.admin(Method::GET, &format!("{base}/public"))).await;
     assert_eq!((status, md), (200, json!({"public": "false"})));
-    let (status, _) = get_json(site.admin(Method::PUT, &format!("{base}/public")).json(&json!({"auto_scan": "false"}))).await;
+    let (status, _) = get_json(
+        site.admin(Method::PUT, &format!("{base}/public"))
+            .json(&json!({"auto_scan": "false"})),
+    )
+    .await;
     assert_eq!(status, 400, "the key must match the path");
-    let r = site.admin(Method::DELETE, &format!("{base}/auto_scan")).send().await.unwrap();
+    let r = site
+        .admin(Method::DELETE, &format!("{base}/auto_scan"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (status, _) = get_json(site.admin(Method::GET, &format!("{base}/auto_scan"))).await;
     assert_eq!(status, 404);
-    let (status, _) = get_json(site.admin(Method::POST, &base).json(&json!({"auto_scan": "true"}))).await;
+    let (status, _) = get_json(
+        site.admin(Method::POST, &base)
+            .json(&json!({"auto_scan": "true"})),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, _) = get_json(site.admin(Method::DELETE, &format!("{base}/public"))).await;
     assert_eq!(status, 400);
@@ -161,15 +197,27 @@ async fn library_at_first_start_and_project_lifecycle() {
     assert_eq!(s["repo_count"], 0);
     assert_eq!(s["project_admin_count"], 1);
     assert_eq!(s["developer_count"], 0);
-    assert_eq!(s["quota"], json!({"hard": {"storage": -1}, "used": {"storage": 0}}));
+    assert_eq!(
+        s["quota"],
+        json!({"hard": {"storage": -1}, "used": {"storage": 0}})
+    );
 
     // Delete; then it is gone, and a restart does not bring it (or a
     // deleted library) back.
-    let r = site.admin(Method::DELETE, &format!("/projects/{id}")).send().await.unwrap();
+    let r = site
+        .admin(Method::DELETE, &format!("/projects/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (status, _) = get_json(site.admin(Method::GET, &format!("/projects/{id}"))).await;
     assert_eq!(status, 404);
-    let r = site.admin(Method::DELETE, "/projects/library").header("X-Is-Resource-Name", "true").send().await.unwrap();
+    let r = site
+        .admin(Method::DELETE, "/projects/library")
+        .header("X-Is-Resource-Name", "true")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     site.restart_core().await;
     let (status, _) = get_json(site.admin(Method::GET, "/projects/library")).await;
@@ -201,7 +249,12 @@ async fn private_projects_are_invisible_to_outsiders() {
         let (status, _) = get_json(get(who, "/projects/secret/members")).await;
         assert_eq!(status, 404);
         let (_, list) = get_json(get(who, "/projects?page_size=100")).await;
-        let names: BTreeSet<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let names: BTreeSet<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, BTreeSet::from(["library", "open"]), "{who:?}");
     }
     let (status, p) = get_json(get(Some("insider"), "/projects/secret")).await;
@@ -218,7 +271,12 @@ async fn private_projects_are_invisible_to_outsiders() {
     assert_eq!(get_json(put("insider")).await.0, 403);
     // The owner filter and the public filter.
     let (_, list) = get_json(site.admin(Method::GET, "/projects?owner=admin&public=false")).await;
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["secret"]);
 }
 
@@ -240,14 +298,24 @@ async fn members_lifecycle() {
     assert_eq!(r.status(), 201);
     let mid = id_from_location(&r);
     member(&site, "crew", "ops", MAINTAINER).await;
-    let (status, body) = get_json(site.admin(Method::POST, &base).json(&json!({"role_id": GUEST, "member_user": {"username": "dev"}}))).await;
+    let (status, body) = get_json(
+        site.admin(Method::POST, &base)
+            .json(&json!({"role_id": GUEST, "member_user": {"username": "dev"}})),
+    )
+    .await;
     assert_eq!(status, 409, "{body}");
-    let (status, _) = get_json(site.admin(Method::POST, &base).json(&json!({"role_id": GUEST, "member_user": {"username": "ghost"}}))).await;
+    let (status, _) = get_json(
+        site.admin(Method::POST, &base)
+            .json(&json!({"role_id": GUEST, "member_user": {"username": "ghost"}})),
+    )
+    .await;
     assert_eq!(status, 404);
-    for bad in [json!({"role_id": 9, "member_user": {"username": "other"}}),
-                json!({"member_user": {"username": "other"}}),
-                json!({"role_id": 3}),
-                json!({"role_id": 3, "member_group": {"group_name": "g"}})] {
+    for bad in [
+        json!({"role_id": 9, "member_user": {"username": "other"}}),
+        json!({"member_user": {"username": "other"}}),
+        json!({"role_id": 3}),
+        json!({"role_id": 3, "member_group": {"group_name": "g"}}),
+    ] {
         let (status, body) = get_json(site.admin(Method::POST, &base).json(&bad)).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
@@ -261,7 +329,11 @@ async fn members_lifecycle() {
     assert_eq!(m["role_name"], "developer");
     assert_eq!(m["project_id"], pid);
 
-    let r = site.admin(Method::GET, &format!("{base}?entityname=o&page_size=1")).send().await.unwrap();
+    let r = site
+        .admin(Method::GET, &format!("{base}?entityname=o&page_size=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-total-count"], "1");
     let list: serde_json::Value = r.json().await.unwrap();
     assert_eq!(list[0]["entity_name"], "ops");
@@ -271,22 +343,56 @@ async fn members_lifecycle() {
     // A developer may read members but not manage them; the project admin may.
     let (status, _) = get_json(site.as_user(Method::GET, &base, "dev", PASSWORD)).await;
     assert_eq!(status, 200);
-    let (status, _) = get_json(site.as_user(Method::POST, &base, "dev", PASSWORD).json(&json!({"role_id": 3, "member_user": {"username": "other"}}))).await;
+    let (status, _) = get_json(
+        site.as_user(Method::POST, &base, "dev", PASSWORD)
+            .json(&json!({"role_id": 3, "member_user": {"username": "other"}})),
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, _) = get_json(site.as_user(Method::PUT, &format!("{base}/{mid}"), "ops", PASSWORD).json(&json!({"role_id": 1}))).await;
+    let (status, _) = get_json(
+        site.as_user(Method::PUT, &format!("{base}/{mid}"), "ops", PASSWORD)
+            .json(&json!({"role_id": 1})),
+    )
+    .await;
     assert_eq!(status, 403, "a maintainer cannot change roles");
 
-    let r = site.admin(Method::PUT, &format!("{base}/{mid}")).json(&json!({"role_id": GUEST})).send().await.unwrap();
+    let r = site
+        .admin(Method::PUT, &format!("{base}/{mid}"))
+        .json(&json!({"role_id": GUEST}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (_, m) = get_json(site.admin(Method::GET, &format!("{base}/{mid}"))).await;
     assert_eq!(m["role_name"], "guest");
-    let (status, _) = get_json(site.admin(Method::PUT, &format!("{base}/{mid}")).json(&json!({"role_id": 0}))).await;
+    let (status, _) = get_json(
+        site.admin(Method::PUT, &format!("{base}/{mid}"))
+            .json(&json!({"role_id": 0})),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, s) = get_json(site.as_user(Method::GET, &format!("/projects/{pid}/summary"), "dev", PASSWORD)).await;
+    let (status, s) = get_json(site.as_user(
+        Method::GET,
+        &format!("/projects/{pid}/summary"),
+        "dev",
+        PASSWORD,
+    ))
+    .await;
     assert_eq!(status, 200);
-    assert_eq!((s["project_admin_count"].as_i64(), s["maintainer_count"].as_i64(), s["guest_count"].as_i64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (
+            s["project_admin_count"].as_i64(),
+            s["maintainer_count"].as_i64(),
+            s["guest_count"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
 
-    let r = site.admin(Method::DELETE, &format!("{base}/{mid}")).send().await.unwrap();
+    let r = site
+        .admin(Method::DELETE, &format!("{base}/{mid}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (status, _) = get_json(site.admin(Method::GET, &format!("{base}/{mid}"))).await;
     assert_eq!(status, 404);
@@ -295,7 +401,8 @@ async fn members_lifecycle() {
     let (status, _) = get_json(site.admin(Method::GET, &format!("{base}/abc"))).await;
     assert_eq!(status, 400);
     // Removed, dev no longer sees the private project.
-    let (status, _) = get_json(site.as_user(Method::GET, &format!("/projects/{pid}"), "dev", PASSWORD)).await;
+    let (status, _) =
+        get_json(site.as_user(Method::GET, &format!("/projects/{pid}"), "dev", PASSWORD)).await;
     assert_eq!(status, 404);
 }
 
@@ -327,9 +434,17 @@ async fn pagination_sort_and_q_on_hundreds_of_projects() {
         let r = site.admin(Method::GET, &path).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-total-count"], total.to_string().as_str());
-        let link = r.headers().get("link").map(|l| l.to_str().unwrap().to_owned());
+        let link = r
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_owned());
         let page: serde_json::Value = r.json().await.unwrap();
-        seen.extend(page.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned()),
+        );
         let next = link.as_deref().and_then(|l| {
             l.split(',').find(|p| p.contains("rel=\"next\"")).map(|p| {
                 let url = p.trim().split(';').next().unwrap();
@@ -348,47 +463,110 @@ async fn pagination_sort_and_q_on_hundreds_of_projects() {
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(seen, sorted, "name order by default");
-    let r = site.admin(Method::GET, "/projects?page=2&page_size=100").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?page=2&page_size=100")
+        .send()
+        .await
+        .unwrap();
     let link = r.headers()["link"].to_str().unwrap().to_owned();
-    assert!(link.contains("rel=\"prev\"") && link.contains("rel=\"next\""), "{link}");
-    let r = site.admin(Method::GET, "/projects?page=9&page_size=100").send().await.unwrap();
+    assert!(
+        link.contains("rel=\"prev\"") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let r = site
+        .admin(Method::GET, "/projects?page=9&page_size=100")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-total-count"], total.to_string().as_str());
     assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!([]));
 
     let names = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
     };
-    let count = |r: &reqwest::Response| r.headers()["x-total-count"].to_str().unwrap().parse::<usize>().unwrap();
+    let count = |r: &reqwest::Response| {
+        r.headers()["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
     // Fuzzy, exact and any-of names; sort descending; the `name` parameter.
-    let r = site.admin(Method::GET, "/projects?q=name%3D~p-01&page_size=100").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?q=name%3D~p-01&page_size=100")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count(&r), 10);
-    let r = site.admin(Method::GET, "/projects?q=name%3Dp-007").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?q=name%3Dp-007")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(names(&r.json().await.unwrap()), ["p-007"]);
-    let r = site.admin(Method::GET, "/projects?q=name%3D%7Bp-001%20p-200%20nope%7D").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?q=name%3D%7Bp-001%20p-200%20nope%7D")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(names(&r.json().await.unwrap()), ["p-001", "p-200"]);
-    let r = site.admin(Method::GET, "/projects?sort=-name&page_size=3").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?sort=-name&page_size=3")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(names(&r.json().await.unwrap()), ["p-259", "p-258", "p-257"]);
-    let r = site.admin(Method::GET, "/projects?name=p-25&page_size=100").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?name=p-25&page_size=100")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count(&r), 10);
     // Public filter in q and as a parameter.
-    let r = site.admin(Method::GET, "/projects?q=public%3Dtrue").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?q=public%3Dtrue")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count(&r), N / 2 + 1);
-    let r = site.admin(Method::GET, "/projects?public=false").send().await.unwrap();
+    let r = site
+        .admin(Method::GET, "/projects?public=false")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count(&r), N / 2);
     // Project id ranges.
     let (_, first) = get_json(site.admin(Method::GET, "/projects?q=name%3Dp-000")).await;
     let lo = first[0]["project_id"].as_i64().unwrap();
-    let r = site.admin(Method::GET, &format!("/projects?q=project_id%3D%5B{lo}~{}%5D", lo + 4)).send().await.unwrap();
+    let r = site
+        .admin(
+            Method::GET,
+            &format!("/projects?q=project_id%3D%5B{lo}~{}%5D", lo + 4),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count(&r), 5);
     // Without detail: no counts and roles.
-    let (_, plain) = get_json(site.admin(Method::GET, "/projects?with_detail=false&page_size=1")).await;
+    let (_, plain) =
+        get_json(site.admin(Method::GET, "/projects?with_detail=false&page_size=1")).await;
     assert!(plain[0].get("repo_count").is_none());
     assert!(plain[0].get("metadata").is_some());
 
     // Bad input.
-    for bad in ["/projects?page=0", "/projects?page_size=101", "/projects?sort=owner_id",
-                "/projects?q=colour%3Dred", "/projects?q=nonsense", "/projects?public=perhaps",
-                "/projects?q=project_id%3Dabc"] {
+    for bad in [
+        "/projects?page=0",
+        "/projects?page_size=101",
+        "/projects?sort=owner_id",
+        "/projects?q=colour%3Dred",
+        "/projects?q=nonsense",
+        "/projects?public=perhaps",
+        "/projects?q=project_id%3Dabc",
+    ] {
         let (status, body) = get_json(site.admin(Method::GET, bad)).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
@@ -396,8 +574,25 @@ async fn pagination_sort_and_q_on_hundreds_of_projects() {
     // A user sees the public ones and their own private ones only.
     user(&site, "viewer").await;
     member(&site, "p-001", "viewer", GUEST).await;
-    let r = site.as_user(Method::GET, "/projects?page_size=100&page=2", "viewer", PASSWORD).send().await.unwrap();
+    let r = site
+        .as_user(
+            Method::GET,
+            "/projects?page_size=100&page=2",
+            "viewer",
+            PASSWORD,
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(count(&r), N / 2 + 2);
-    let r = site.http.get(site.api("/projects?q=name%3D~p-00")).send().await.unwrap();
-    assert_eq!(names(&r.json().await.unwrap()), ["p-000", "p-002", "p-004", "p-006", "p-008"]);
+    let r = site
+        .http
+        .get(site.api("/projects?q=name%3D~p-00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&r.json().await.unwrap()),
+        ["p-000", "p-002", "p-004", "p-006", "p-008"]
+    );
 }

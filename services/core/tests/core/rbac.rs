@@ -15,6 +15,9 @@ const ROLES: [(&str, i32); 5] = [
     ("limited", LIMITED_GUEST),
 ];
 
+/// (what, method, path, body, roles allowed)
+type Check<'a> = (&'a str, Method, String, Option<Value>, &'a [i32]);
+
 fn rule(pattern: &str) -> Value {
     json!({"tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": pattern}],
            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}})
@@ -30,20 +33,68 @@ async fn every_role_against_the_project_api() {
     }
     user(&site, "spare").await;
 
-    // (what, method, path, body, roles allowed): each guarded by one pair of Harbor's matrix.
+    // Each operation is guarded by one pair of Harbor's matrix.
     let admin_only = [PROJECT_ADMIN];
     let maintainers = [PROJECT_ADMIN, MAINTAINER];
     let guests = [PROJECT_ADMIN, MAINTAINER, DEVELOPER, GUEST];
     let everyone = [PROJECT_ADMIN, MAINTAINER, DEVELOPER, GUEST, LIMITED_GUEST];
-    let checks: Vec<(&str, Method, String, Option<Value>, &[i32])> = vec![
-        ("project read", Method::GET, "/projects/proj".into(), None, &everyone),
-        ("summary", Method::GET, "/projects/proj/summary".into(), None, &everyone),
-        ("member list", Method::GET, "/projects/proj/members".into(), None, &guests),
-        ("metadata read", Method::GET, "/projects/proj/metadatas/".into(), None, &maintainers),
-        ("metadata update", Method::PUT, "/projects/proj/metadatas/auto_scan".into(), Some(json!({"auto_scan": "true"})), &maintainers),
-        ("immutable list", Method::GET, "/projects/proj/immutabletagrules".into(), None, &maintainers),
-        ("project update", Method::PUT, "/projects/proj".into(), Some(json!({"metadata": {"auto_scan": "false"}})), &admin_only),
-        ("deletable", Method::GET, "/projects/proj/_deletable".into(), None, &admin_only),
+    let checks: Vec<Check> = vec![
+        (
+            "project read",
+            Method::GET,
+            "/projects/proj".into(),
+            None,
+            &everyone,
+        ),
+        (
+            "summary",
+            Method::GET,
+            "/projects/proj/summary".into(),
+            None,
+            &everyone,
+        ),
+        (
+            "member list",
+            Method::GET,
+            "/projects/proj/members".into(),
+            None,
+            &guests,
+        ),
+        (
+            "metadata read",
+            Method::GET,
+            "/projects/proj/metadatas/".into(),
+            None,
+            &maintainers,
+        ),
+        (
+            "metadata update",
+            Method::PUT,
+            "/projects/proj/metadatas/auto_scan".into(),
+            Some(json!({"auto_scan": "true"})),
+            &maintainers,
+        ),
+        (
+            "immutable list",
+            Method::GET,
+            "/projects/proj/immutabletagrules".into(),
+            None,
+            &maintainers,
+        ),
+        (
+            "project update",
+            Method::PUT,
+            "/projects/proj".into(),
+            Some(json!({"metadata": {"auto_scan": "false"}})),
+            &admin_only,
+        ),
+        (
+            "deletable",
+            Method::GET,
+            "/projects/proj/_deletable".into(),
+            None,
+            &admin_only,
+        ),
     ];
     for (what, method, path, body, allowed) in &checks {
         for (u, role) in ROLES {
@@ -60,12 +111,21 @@ async fn every_role_against_the_project_api() {
     // a member by the project admin only.
     for (u, role) in ROLES {
         let r = site
-            .as_user(Method::POST, "/projects/proj/immutabletagrules", u, PASSWORD)
+            .as_user(
+                Method::POST,
+                "/projects/proj/immutabletagrules",
+                u,
+                PASSWORD,
+            )
             .json(&rule(&format!("{u}-*")))
             .send()
             .await
             .unwrap();
-        let want = if maintainers.contains(&role) { 201 } else { 403 };
+        let want = if maintainers.contains(&role) {
+            201
+        } else {
+            403
+        };
         assert_eq!(r.status(), want, "immutable create as {u}");
         let r = site
             .as_user(Method::POST, "/projects/proj/members", u, PASSWORD)
@@ -77,7 +137,8 @@ async fn every_role_against_the_project_api() {
         assert_eq!(r.status(), want, "member create as {u}");
     }
     // A limited guest sees the quota but not the member counts.
-    let (_, s) = get_json(site.as_user(Method::GET, "/projects/proj/summary", "limited", PASSWORD)).await;
+    let (_, s) =
+        get_json(site.as_user(Method::GET, "/projects/proj/summary", "limited", PASSWORD)).await;
     assert!(s.get("guest_count").is_none(), "{s}");
     assert!(s.get("quota").is_some(), "{s}");
     // Only the project admin deletes the project.
@@ -125,7 +186,10 @@ async fn current_user_permissions_in_a_project() {
     assert!(has(&limited, "repository", "pull"));
     assert!(!has(&limited, "member", "list"));
     let (_, absolute) = get_json(perms("dev", pid, false)).await;
-    assert!(has(&absolute, &format!("/project/{pid}/repository"), "push"), "{absolute}");
+    assert!(
+        has(&absolute, &format!("/project/{pid}/repository"), "push"),
+        "{absolute}"
+    );
     // An outsider of a public project holds what the public is granted.
     let (_, open) = get_json(perms("limited", public, true)).await;
     assert!(has(&open, "repository", "pull"));

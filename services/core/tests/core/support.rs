@@ -22,13 +22,13 @@ pub fn registry_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let core = PathBuf::from(CORE_BIN);
         let bin = core.with_file_name("wharf-registry");
-        if !bin.exists() {
-            let st = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "wharf-registry", "--bin", "wharf-registry"])
-                .status()
-                .expect("cargo build of wharf-registry");
-            assert!(st.success());
-        }
+        // Always ask cargo: a stale registry binary would test old policy code.
+        // When it is up to date this is a no-op that takes a moment.
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "wharf-registry", "--bin", "wharf-registry"])
+            .status()
+            .expect("cargo build of wharf-registry");
+        assert!(st.success());
         bin
     })
     .clone()

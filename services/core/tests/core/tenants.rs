@@ -23,12 +23,19 @@ pub const LIMITED_GUEST: i32 = 5;
 pub async fn user(site: &Site, name: &str) -> i64 {
     let r = site
         .admin(Method::POST, "/users")
-        .json(&json!({"username": name, "email": format!("{name}@example.com"),
-                      "realname": name, "password": PASSWORD, "comment": ""}))
+        .json(
+            &json!({"username": name, "email": format!("{name}@example.com"),
+                      "realname": name, "password": PASSWORD, "comment": ""}),
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "creating user {name}: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        201,
+        "creating user {name}: {}",
+        r.text().await.unwrap()
+    );
     id_from_location(&r)
 }
 
@@ -44,8 +51,12 @@ pub fn id_from_location(r: &reqwest::Response) -> i64 {
 
 /// Creates a project as `admin`; returns its id.
 pub async fn project(site: &Site, name: &str, public: bool) -> i64 {
-    project_with(site, name, json!({"project_name": name, "metadata": {"public": public.to_string()}}))
-        .await
+    project_with(
+        site,
+        name,
+        json!({"project_name": name, "metadata": {"public": public.to_string()}}),
+    )
+    .await
 }
 
 pub async fn project_with(site: &Site, name: &str, body: Value) -> i64 {
@@ -55,7 +66,12 @@ pub async fn project_with(site: &Site, name: &str, body: Value) -> i64 {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "creating project {name}: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        201,
+        "creating project {name}: {}",
+        r.text().await.unwrap()
+    );
     id_from_location(&r)
 }
 
@@ -68,7 +84,12 @@ pub async fn member(site: &Site, project: &str, username: &str, role: i32) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "adding {username}: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        201,
+        "adding {username}: {}",
+        r.text().await.unwrap()
+    );
 }
 
 /// Asks the token service for `scopes`; returns the status and, on success,
@@ -129,10 +150,23 @@ pub fn image(dir: &Path, tag: &str, layers: usize, size: usize) -> String {
 
 /// `skopeo copy` from a local layout to `<registry>/<dest>` with `creds`
 /// (`user:password`, or anonymous).
-pub async fn push(site: &Site, layout: &Path, tag: &str, dest: &str, creds: Option<&str>) -> (bool, String) {
+pub async fn push(
+    site: &Site,
+    layout: &Path,
+    tag: &str,
+    dest: &str,
+    creds: Option<&str>,
+) -> (bool, String) {
     let src = format!("oci:{}:{tag}", layout.display());
     let dst = format!("docker://{}/{dest}", site.registry_addr);
-    let mut args = vec!["copy", "--retry-times", "0", &src, &dst, "--dest-tls-verify=false"];
+    let mut args = vec![
+        "copy",
+        "--retry-times",
+        "0",
+        &src,
+        &dst,
+        "--dest-tls-verify=false",
+    ];
     match creds {
         Some(c) => args.extend(["--dest-creds", c]),
         None => args.push("--dest-no-creds"),
@@ -150,7 +184,14 @@ pub async fn pull(site: &Site, src: &str, creds: Option<&str>) -> (bool, String)
     let out = tempfile::tempdir().unwrap();
     let src = format!("docker://{}/{src}", site.registry_addr);
     let dst = format!("oci:{}:pulled", out.path().display());
-    let mut args = vec!["copy", "--retry-times", "0", &src, &dst, "--src-tls-verify=false"];
+    let mut args = vec![
+        "copy",
+        "--retry-times",
+        "0",
+        &src,
+        &dst,
+        "--src-tls-verify=false",
+    ];
     match creds {
         Some(c) => args.extend(["--src-creds", c]),
         None => args.push("--src-no-creds"),
@@ -162,7 +203,10 @@ pub async fn get_json(req: reqwest::RequestBuilder) -> (u16, Value) {
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// The project's quota as `/quotas` reports it: (id, hard, used).

@@ -40,7 +40,11 @@ async fn grants_follow_the_role_matrix_for_every_role() {
         let creds = Some((u, PASSWORD));
         for p in ["priv", "pub", "priv/nested/deeper"] {
             let scope = format!("repository:{p}/app:pull,push,delete,*");
-            assert_eq!(granted(&site, creds, &scope).await, expected(role), "{u} in {p}");
+            assert_eq!(
+                granted(&site, creds, &scope).await,
+                expected(role),
+                "{u} in {p}"
+            );
         }
         // One action at a time: granted exactly when the role allows it.
         for action in ["pull", "push", "delete"] {
@@ -65,18 +69,42 @@ async fn grants_follow_the_role_matrix_for_every_role() {
 
     let outsider = Some(("outsider", PASSWORD));
     let all = "pull,push,delete,*";
-    assert!(granted(&site, outsider, &format!("repository:priv/app:{all}")).await.is_empty());
-    assert_eq!(granted(&site, outsider, &format!("repository:pub/app:{all}")).await, ["pull"]);
-    assert!(granted(&site, None, &format!("repository:priv/app:{all}")).await.is_empty());
-    assert_eq!(granted(&site, None, &format!("repository:pub/app:{all}")).await, ["pull"]);
+    assert!(
+        granted(&site, outsider, &format!("repository:priv/app:{all}"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        granted(&site, outsider, &format!("repository:pub/app:{all}")).await,
+        ["pull"]
+    );
+    assert!(granted(&site, None, &format!("repository:priv/app:{all}"))
+        .await
+        .is_empty());
+    assert_eq!(
+        granted(&site, None, &format!("repository:pub/app:{all}")).await,
+        ["pull"]
+    );
     // A name without a project, or a project that does not exist: nothing
     // for anyone but a system administrator (whose push the registry then
     // refuses with a message naming the project).
-    assert!(granted(&site, Some(("dev", PASSWORD)), "repository:app:pull").await.is_empty());
-    assert!(granted(&site, outsider, "repository:nope/app:pull,push").await.is_empty());
+    assert!(
+        granted(&site, Some(("dev", PASSWORD)), "repository:app:pull")
+            .await
+            .is_empty()
+    );
+    assert!(granted(&site, outsider, "repository:nope/app:pull,push")
+        .await
+        .is_empty());
     let admin = Some(("admin", ADMIN_PASSWORD));
-    assert_eq!(granted(&site, admin, "repository:nope/app:pull,push").await, ["pull", "push"]);
-    assert_eq!(granted(&site, admin, &format!("repository:priv/app:{all}")).await, ["pull", "push", "delete", "*"]);
+    assert_eq!(
+        granted(&site, admin, "repository:nope/app:pull,push").await,
+        ["pull", "push"]
+    );
+    assert_eq!(
+        granted(&site, admin, &format!("repository:priv/app:{all}")).await,
+        ["pull", "push", "delete", "*"]
+    );
     assert_eq!(granted(&site, admin, "registry:catalog:*").await, ["*"]);
     assert!(granted(&site, admin, "registry:other:*").await.is_empty());
     assert!(granted(&site, admin, "plugin:x:pull").await.is_empty());
@@ -95,15 +123,26 @@ async fn protocol_edges() {
     let (status, access) = token(
         &site,
         dev,
-        &["repository:priv/app:pull,push repository:pub/x:push,pull", "registry:catalog:*"],
+        &[
+            "repository:priv/app:pull,push repository:pub/x:push,pull",
+            "registry:catalog:*",
+        ],
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(
         access,
         [
-            ("repository".to_owned(), "priv/app".to_owned(), vec!["pull".to_owned(), "push".to_owned()]),
-            ("repository".to_owned(), "pub/x".to_owned(), vec!["pull".to_owned()]),
+            (
+                "repository".to_owned(),
+                "priv/app".to_owned(),
+                vec!["pull".to_owned(), "push".to_owned()]
+            ),
+            (
+                "repository".to_owned(),
+                "pub/x".to_owned(),
+                vec!["pull".to_owned()]
+            ),
             ("registry".to_owned(), "catalog".to_owned(), vec![]),
         ]
     );
@@ -112,13 +151,26 @@ async fn protocol_edges() {
     assert_eq!((status, access.len()), (200, 0));
     // Anonymous without a scope, or wrong credentials: 401.
     assert_eq!(token(&site, None, &[]).await.0, 401);
-    assert_eq!(token(&site, Some(("dev", "wrong")), &["repository:pub/x:pull"]).await.0, 401);
-    assert_eq!(token(&site, Some(("ghost", PASSWORD)), &["repository:pub/x:pull"]).await.0, 401);
+    assert_eq!(
+        token(&site, Some(("dev", "wrong")), &["repository:pub/x:pull"])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        token(&site, Some(("ghost", PASSWORD)), &["repository:pub/x:pull"])
+            .await
+            .0,
+        401
+    );
     // Malformed scope, wrong service.
     assert_eq!(token(&site, dev, &["repository"]).await.0, 400);
     let r = site
         .http
-        .get(format!("{}/service/token?service=other&scope=repository:pub/x:pull", site.core))
+        .get(format!(
+            "{}/service/token?service=other&scope=repository:pub/x:pull",
+            site.core
+        ))
         .send()
         .await
         .unwrap();
@@ -126,7 +178,10 @@ async fn protocol_edges() {
     // The subject is the user; anonymous tokens have none.
     let r = site
         .http
-        .get(format!("{}/service/token?service=harbor-registry&scope=repository:pub/x:pull", site.core))
+        .get(format!(
+            "{}/service/token?service=harbor-registry&scope=repository:pub/x:pull",
+            site.core
+        ))
         .basic_auth("dev", Some(PASSWORD))
         .send()
         .await
@@ -156,11 +211,28 @@ async fn robots_are_granted_their_permission_list() {
     let secret = robot["secret"].as_str().unwrap().to_owned();
     let creds = Some((name.as_str(), secret.as_str()));
     // Push implies pull for a project robot, as in Harbor; no delete.
-    assert_eq!(granted(&site, creds, "repository:priv/app:pull,push,delete").await, ["pull", "push"]);
-    assert!(granted(&site, creds, "repository:other/app:pull,push").await.is_empty());
-    assert_eq!(granted(&site, creds, "repository:pub/app:pull,push").await, ["pull"]);
+    assert_eq!(
+        granted(&site, creds, "repository:priv/app:pull,push,delete").await,
+        ["pull", "push"]
+    );
+    assert!(granted(&site, creds, "repository:other/app:pull,push")
+        .await
+        .is_empty());
+    assert_eq!(
+        granted(&site, creds, "repository:pub/app:pull,push").await,
+        ["pull"]
+    );
     assert!(granted(&site, creds, "registry:catalog:*").await.is_empty());
-    assert_eq!(token(&site, Some((name.as_str(), "wrong")), &["repository:priv/app:pull"]).await.0, 401);
+    assert_eq!(
+        token(
+            &site,
+            Some((name.as_str(), "wrong")),
+            &["repository:priv/app:pull"]
+        )
+        .await
+        .0,
+        401
+    );
 
     // The robot pushes and pulls with skopeo through the token flow.
     let dir = tempfile::tempdir().unwrap();

@@ -35,6 +35,7 @@ pub fn routes(app: AppState) -> Router<AppState> {
         .route("/artifacts", delete(delete_artifact))
         .route("/tags", delete(delete_tag).put(put_tag))
         .route("/copy", post(copy))
+        .nest("/gc", super::gc::routes())
         .layer(middleware::from_fn_with_state(app, require_secret))
 }
 

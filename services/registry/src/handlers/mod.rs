@@ -1,6 +1,7 @@
 //! Handlers for the `/v2/` endpoints, one module per resource.
 
 pub mod blobs;
+pub mod gc;
 pub mod internal;
 pub mod listing;
 pub mod manifests;
