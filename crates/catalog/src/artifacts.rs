@@ -4,7 +4,7 @@
 //! read from its bytes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use crate::filter::TextMatch;
 use crate::repositories::{artifact_count, push_children_of, read_tx, INDEX_TYPES};
@@ -45,7 +45,8 @@ fn artifact_columns() -> &'static str {
      am.digest IS NOT NULL AS has_meta"
 }
 
-const ARTIFACT_JOINS: &str = "LEFT JOIN pull_stat ps ON ps.repo_id = m.repo_id AND ps.digest = m.digest \
+const ARTIFACT_JOINS: &str =
+    "LEFT JOIN pull_stat ps ON ps.repo_id = m.repo_id AND ps.digest = m.digest \
      LEFT JOIN artifact_meta am ON am.digest = m.digest";
 
 /// Harbor's `tags=` filter.
@@ -73,7 +74,8 @@ pub struct ArtifactQuery {
 }
 
 fn push_artifact_where(qb: &mut QueryBuilder<'_, Postgres>, repo_id: i64, q: &ArtifactQuery) {
-    qb.push(" FROM manifest m WHERE m.repo_id = ").push_bind(repo_id);
+    qb.push(" FROM manifest m WHERE m.repo_id = ")
+        .push_bind(repo_id);
     if q.all {
         qb.push(" AND m.state = 'live'");
     } else {
@@ -117,6 +119,16 @@ pub async fn list(
     q: &ArtifactQuery,
 ) -> Result<(Vec<ArtifactRow>, i64)> {
     let mut tx = read_tx(db).await?;
+    let out = list_on(&mut tx, repo_id, q).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn list_on(
+    tx: &mut PgConnection,
+    repo_id: i64,
+    q: &ArtifactQuery,
+) -> Result<(Vec<ArtifactRow>, i64)> {
     let unfiltered = !q.all && q.digest.is_none() && q.media_type.is_none() && q.tags.is_empty();
     let total: i64 = if unfiltered {
         // From the index alone, without a lookup per artifact.
@@ -148,7 +160,6 @@ pub async fn list(
             artifact_columns()
         ));
     let rows = qb.build_query_as().fetch_all(&mut *tx).await?;
-    tx.commit().await?;
     Ok((rows, total))
 }
 
@@ -195,7 +206,8 @@ pub struct TagRow {
     pub pull_time: Option<DateTime<Utc>>,
 }
 
-const TAG_SELECT: &str = "SELECT t.id, t.repo_id AS repository_id, t.manifest_id AS artifact_id, t.name, \
+const TAG_SELECT: &str =
+    "SELECT t.id, t.repo_id AS repository_id, t.manifest_id AS artifact_id, t.name, \
      t.pushed_at AS push_time, ps.last_pulled_at AS pull_time \
      FROM tag t JOIN manifest m ON m.id = t.manifest_id \
      LEFT JOIN pull_stat ps ON ps.repo_id = m.repo_id AND ps.digest = m.digest";

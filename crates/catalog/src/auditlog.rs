@@ -19,10 +19,12 @@ pub struct Cursor {
 /// Takes the consumer's cursor row lock for the transaction, so replicas of
 /// the consumer take turns, and returns where it stands.
 pub async fn lock_cursor(tx: &mut PgConnection, consumer: &str) -> Result<Cursor> {
-    sqlx::query("INSERT INTO outbox_cursor (consumer) VALUES ($1) ON CONFLICT (consumer) DO NOTHING")
-        .bind(consumer)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox_cursor (consumer) VALUES ($1) ON CONFLICT (consumer) DO NOTHING",
+    )
+    .bind(consumer)
+    .execute(&mut *tx)
+    .await?;
     let (txid, id): (i64, i64) = sqlx::query_as(
         "SELECT last_txid::text::int8, last_id FROM outbox_cursor WHERE consumer = $1 FOR UPDATE",
     )

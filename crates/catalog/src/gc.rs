@@ -97,14 +97,16 @@ pub async fn stop_requested(db: impl PgExecutor<'_>, run: i64) -> Result<bool> {
 }
 
 pub async fn request_stop(db: impl PgExecutor<'_>, run: i64) -> Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE gc_run SET stop_requested = true WHERE id = $1 AND finished_at IS NULL",
+    Ok(
+        sqlx::query(
+            "UPDATE gc_run SET stop_requested = true WHERE id = $1 AND finished_at IS NULL",
+        )
+        .bind(run)
+        .execute(db)
+        .await?
+        .rows_affected()
+            > 0,
     )
-    .bind(run)
-    .execute(db)
-    .await?
-    .rows_affected()
-        > 0)
 }
 
 pub async fn finish_run(
@@ -347,12 +349,11 @@ pub async fn step_a_blobs(
     let doomed_keys: Vec<&[u8]> = doomed.iter().map(|(d, _)| d.as_slice()).collect();
     // Live rows we could not lock: a writer holds them. Review them later.
     let unlocked: Vec<&Vec<u8>> = claimed.iter().filter(|c| !locked.contains(c)).collect();
-    let busy: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT digest FROM blob WHERE digest = ANY($1) AND state = 'live'",
-    )
-    .bind(&unlocked)
-    .fetch_all(&mut *tx)
-    .await?;
+    let busy: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT digest FROM blob WHERE digest = ANY($1) AND state = 'live'")
+            .bind(&unlocked)
+            .fetch_all(&mut *tx)
+            .await?;
     // 3. Mark them deleting.
     if apply && !doomed_keys.is_empty() {
         sqlx::query(
@@ -382,7 +383,11 @@ pub async fn step_a_manifests(
 ) -> Result<(Vec<i64>, usize, usize)> {
     let ids: Vec<i64> = claimed
         .iter()
-        .filter_map(|k| <[u8; 8]>::try_from(k.as_slice()).ok().map(i64::from_be_bytes))
+        .filter_map(|k| {
+            <[u8; 8]>::try_from(k.as_slice())
+                .ok()
+                .map(i64::from_be_bytes)
+        })
         .collect();
     let locked: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM manifest WHERE id = ANY($1) AND state = 'live' ORDER BY id FOR UPDATE SKIP LOCKED",
@@ -397,7 +402,11 @@ pub async fn step_a_manifests(
     .bind(&locked)
     .fetch_all(&mut *tx)
     .await?;
-    let unlocked: Vec<i64> = ids.iter().copied().filter(|i| !locked.contains(i)).collect();
+    let unlocked: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|i| !locked.contains(i))
+        .collect();
     let busy: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM manifest WHERE id = ANY($1) AND state = 'live'")
             .bind(&unlocked)
@@ -477,7 +486,10 @@ pub async fn lock_deleting_blobs(
 }
 
 /// Every `_layers` link of `keys`: (repository name, digest).
-pub async fn layer_links(tx: &mut PgConnection, keys: &[Vec<u8>]) -> Result<Vec<(String, Vec<u8>)>> {
+pub async fn layer_links(
+    tx: &mut PgConnection,
+    keys: &[Vec<u8>],
+) -> Result<Vec<(String, Vec<u8>)>> {
     let rows = sqlx::query(
         "SELECT r.name, rb.digest FROM repo_blob rb JOIN repository r ON r.id = rb.repo_id WHERE rb.digest = ANY($1)",
     )

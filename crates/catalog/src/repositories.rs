@@ -44,16 +44,14 @@ pub(crate) fn artifact_count(r: &str) -> String {
     )
 }
 
-/// A read-only transaction for the catalogue's list queries. Their data is
+/// A transaction for the catalogue's list queries. Their data is
 /// cached and their indexes cover them, so random reads are costed as on an
 /// SSD (Postgres' default assumes spinning disks and would rather sort 100k
 /// rows than walk an index); hashes of an index's children stay in memory.
-pub(crate) async fn read_tx(
-    db: &sqlx::PgPool,
-) -> Result<sqlx::Transaction<'static, Postgres>> {
+pub(crate) async fn read_tx(db: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
     let mut tx = db.begin().await?;
-    sqlx::raw_sql(
-        "SET TRANSACTION READ ONLY; SET LOCAL random_page_cost = 1.1; SET LOCAL work_mem = '32MB'",
+    sqlx::query(
+        "SELECT set_config('random_page_cost', '1.1', true), set_config('work_mem', '32MB', true)",
     )
     .execute(&mut *tx)
     .await?;
@@ -212,7 +210,10 @@ pub async fn by_name(db: &sqlx::PgPool, name: &str) -> Result<Option<Repository>
         details_select("one")
     );
     let mut tx = read_tx(db).await?;
-    let row = sqlx::query_as(&sql).bind(name).fetch_optional(&mut *tx).await?;
+    let row = sqlx::query_as(&sql)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(row)
 }

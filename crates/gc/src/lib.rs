@@ -150,7 +150,13 @@ impl Collector {
             .await?;
         if !got {
             if let Some(run) = run {
-                sql::finish_run(&self.db, run, "error", Some("another garbage collection is running")).await?;
+                sql::finish_run(
+                    &self.db,
+                    run,
+                    "error",
+                    Some("another garbage collection is running"),
+                )
+                .await?;
             }
             return Err(Error::AlreadyRunning);
         }
@@ -170,10 +176,11 @@ impl Collector {
         };
         let result = self.phases(params, run).await;
         beat.abort();
-        let unlocked: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-            .bind(sql::RUN_LOCK)
-            .fetch_one(&mut *lock)
-            .await;
+        let unlocked: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+                .bind(sql::RUN_LOCK)
+                .fetch_one(&mut *lock)
+                .await;
         if unlocked.is_err() {
             // Never return a connection that may still hold the lock to the pool.
             let _ = lock.detach();
@@ -211,7 +218,10 @@ impl Collector {
 
         sql::set_phase(&self.db, run, "recover").await?;
         report.recovered = self.recover(params, run, &totals).await?;
-        self.log(format!("phase 0: recovered {} interrupted deletes", report.recovered));
+        self.log(format!(
+            "phase 0: recovered {} interrupted deletes",
+            report.recovered
+        ));
 
         if params.delete_untagged {
             sql::set_phase(&self.db, run, "untagged").await?;
@@ -221,7 +231,10 @@ impl Collector {
         sql::set_phase(&self.db, run, "mark").await?;
         let t = Instant::now();
         let n = sql::mark(&self.db, params.grace_secs).await?;
-        self.log(format!("phase 2: marked {n} candidate blobs in {} ms", t.elapsed().as_millis()));
+        self.log(format!(
+            "phase 2: marked {n} candidate blobs in {} ms",
+            t.elapsed().as_millis()
+        ));
 
         sql::set_phase(&self.db, run, "sweep").await?;
         if params.delete_untagged && !totals.stopped() {
@@ -258,7 +271,8 @@ impl Collector {
     async fn recover(&self, params: &Params, run: i64, totals: &Totals) -> Result<i64> {
         let mut recovered = 0;
         loop {
-            let ids = sql::stale_deleting_manifests(&self.db, params.recover_after_secs, 200).await?;
+            let ids =
+                sql::stale_deleting_manifests(&self.db, params.recover_after_secs, 200).await?;
             if ids.is_empty() {
                 break;
             }
@@ -280,7 +294,8 @@ impl Collector {
         }
         loop {
             let keys =
-                sql::stale_deleting_blobs(&self.db, run, params.recover_after_secs, params.chunk).await?;
+                sql::stale_deleting_blobs(&self.db, run, params.recover_after_secs, params.chunk)
+                    .await?;
             if keys.is_empty() {
                 break;
             }
@@ -304,7 +319,13 @@ impl Collector {
     }
 
     /// Phase 3 for one kind: `workers` loops claim chunks until nothing is due.
-    async fn sweep(&self, params: &Params, run: i64, totals: &Arc<Totals>, kind: &'static str) -> Result<()> {
+    async fn sweep(
+        &self,
+        params: &Params,
+        run: i64,
+        totals: &Arc<Totals>,
+        kind: &'static str,
+    ) -> Result<()> {
         let mut loops = Vec::new();
         for _ in 0..params.workers.max(1) {
             let this = self.clone();
@@ -356,7 +377,11 @@ impl Collector {
             ..RunCounters::default()
         };
         if !a.doomed.is_empty() {
-            let digests: Vec<Digest> = a.doomed.iter().filter_map(|(k, _)| Digest::from_bytes(k)).collect();
+            let digests: Vec<Digest> = a
+                .doomed
+                .iter()
+                .filter_map(|(k, _)| Digest::from_bytes(k))
+                .collect();
             match self.registry.vacuum(run, &digests).await {
                 Ok(v) => {
                     c.deleted = v.deleted.len() as i64;
@@ -393,7 +418,11 @@ impl Collector {
             ..RunCounters::default()
         };
         if !doomed.is_empty() {
-            match self.registry.vacuum_manifests(run, &doomed, params.grace_secs).await {
+            match self
+                .registry
+                .vacuum_manifests(run, &doomed, params.grace_secs)
+                .await
+            {
                 Ok(v) => {
                     c.manifests_deleted = v.deleted.len() as i64;
                     c.errors = v.failed.len() as i64;

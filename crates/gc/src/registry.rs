@@ -61,7 +61,11 @@ impl RegistryClient {
         }
     }
 
-    async fn post<B: Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<R> {
+    async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R> {
         let resp = self
             .http
             .post(format!("{}/api/internal/gc/{path}", self.base))
@@ -75,17 +79,27 @@ impl RegistryClient {
             let text = resp.text().await.unwrap_or_default();
             return Err(Error::Registry(format!("{path}: {status}: {text}")));
         }
-        resp.json().await.map_err(|e| Error::Registry(e.to_string()))
+        resp.json()
+            .await
+            .map_err(|e| Error::Registry(e.to_string()))
     }
 
     /// Step B for `digests`, which step A set `deleting`.
     pub async fn vacuum(&self, run: i64, digests: &[Digest]) -> Result<Vacuumed> {
         let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
-        self.post("vacuum", &serde_json::json!({"run": run, "digests": digests}))
-            .await
+        self.post(
+            "vacuum",
+            &serde_json::json!({"run": run, "digests": digests}),
+        )
+        .await
     }
 
-    pub async fn vacuum_manifests(&self, run: i64, ids: &[i64], grace_secs: i64) -> Result<ManifestsVacuumed> {
+    pub async fn vacuum_manifests(
+        &self,
+        run: i64,
+        ids: &[i64],
+        grace_secs: i64,
+    ) -> Result<ManifestsVacuumed> {
         self.post(
             "vacuum-manifests",
             &serde_json::json!({"run": run, "ids": ids, "grace_secs": grace_secs}),
@@ -93,7 +107,13 @@ impl RegistryClient {
         .await
     }
 
-    pub async fn reconcile(&self, run: i64, prefix: &str, grace_secs: i64, dry_run: bool) -> Result<Reconciled> {
+    pub async fn reconcile(
+        &self,
+        run: i64,
+        prefix: &str,
+        grace_secs: i64,
+        dry_run: bool,
+    ) -> Result<Reconciled> {
         self.post(
             "reconcile",
             &serde_json::json!({"run": run, "prefix": prefix, "grace_secs": grace_secs, "dry_run": dry_run}),

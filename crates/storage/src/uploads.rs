@@ -326,27 +326,39 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    // Three stages run at once: this task receives, one thread writes and
+    // one hashes the same chunks (a `Bytes` clone is a reference count), so
+    // hashing and the page-cache copy overlap instead of adding up.
+    let (to_writer, mut writer_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let (to_hasher, mut hasher_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
-        let res = (|| {
-            let mut f = OpenOptions::new().write(true).open(&path)?;
-            f.seek(SeekFrom::Start(offset))?;
-            let mut written = 0u64;
-            while let Some(chunk) = rx.blocking_recv() {
-                f.write_all(&chunk)?;
-                hasher.update(&chunk);
-                written += chunk.len() as u64;
+        let mut f = OpenOptions::new().write(true).open(&path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let writeback = Writeback::start(&f);
+        let mut written = 0u64;
+        let mut kicked = 0u64;
+        while let Some(chunk) = writer_rx.blocking_recv() {
+            f.write_all(&chunk)?;
+            written += chunk.len() as u64;
+            if written - kicked >= WRITEBACK_EVERY {
+                writeback.kick();
+                kicked = written;
             }
-            Ok::<_, std::io::Error>(written)
-        })();
-        (res, hasher)
+        }
+        Ok::<_, std::io::Error>(written)
+    });
+    let hashing = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = hasher_rx.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        hasher
     });
     let mut body_err = None;
     while let Some(item) = body.next().await {
         match item {
             Ok(chunk) if chunk.is_empty() => {}
             Ok(chunk) => {
-                if tx.send(chunk).await.is_err() {
+                if to_hasher.send(chunk.clone()).await.is_err() || to_writer.send(chunk).await.is_err() {
                     break; // the writer failed; its error is the one to report
                 }
             }
@@ -356,22 +368,51 @@ where
             }
         }
     }
-    drop(tx);
-    let (res, hasher) = match writer.await {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                Err(Error::Io(std::io::Error::other(e))),
-                Hasher::new(Algorithm::Sha256),
-            )
-        }
+    drop(to_writer);
+    drop(to_hasher);
+    let res = writer.await;
+    let hasher = match hashing.await {
+        Ok(h) => h,
+        Err(e) => return (Err(Error::Io(std::io::Error::other(e))), Hasher::new(Algorithm::Sha256)),
     };
     let res = match (res, body_err) {
-        (Err(e), _) => Err(Error::io(e)),
-        (Ok(_), Some(e)) => Err(Error::Body(e)),
-        (Ok(n), None) => Ok(n),
+        (Err(e), _) => Err(Error::Io(std::io::Error::other(e))),
+        (Ok(Err(e)), _) => Err(Error::io(e)),
+        (Ok(Ok(_)), Some(e)) => Err(Error::Body(e)),
+        (Ok(Ok(n)), None) => Ok(n),
     };
     (res, hasher)
+}
+
+/// Bytes written between two writeback kicks.
+const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// Flushes an upload's written pages to disk on a side thread while more
+/// bytes arrive, so the fsync that ends an upload finds little left to do
+/// and the disk works during the transfer rather than after it. Advisory:
+/// if it fails, the final fsync does all the work and reports any error.
+struct Writeback {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+impl Writeback {
+    fn start(f: &File) -> Writeback {
+        let Ok(clone) = f.try_clone() else { return Writeback { tx: None } };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        tokio::task::spawn_blocking(move || {
+            while rx.recv().is_ok() {
+                let _ = clone.sync_data();
+            }
+        });
+        Writeback { tx: Some(tx) }
+    }
+
+    /// Requests a flush; a request while one is pending is dropped.
+    fn kick(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
 }
 
 #[cfg(test)]

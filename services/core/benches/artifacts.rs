@@ -53,7 +53,10 @@ fn main() -> Result<()> {
 
 async fn run() -> Result<()> {
     let n: i64 = env_or("WHARF_BENCH_ARTIFACTS", 100_000);
-    ensure!(n >= 5_000, "WHARF_BENCH_ARTIFACTS must be at least 5000 (the indexes list 2000 of them)");
+    ensure!(
+        n >= 5_000,
+        "WHARF_BENCH_ARTIFACTS must be at least 5000 (the indexes list 2000 of them)"
+    );
     let runs: usize = env_or("WHARF_BENCH_RUNS", 30);
     let keep = std::env::var("WHARF_BENCH_KEEP").is_ok_and(|v| v == "1");
     let name = format!("wharf_bench_artifacts_{}", std::process::id());
@@ -111,7 +114,10 @@ async fn bench(db_name: &str, n: i64, runs: usize) -> Result<()> {
     // Core has bootstrapped `admin` once it answers.
     let started = Instant::now();
     while http.get(format!("{base}/ping")).send().await.is_err() {
-        ensure!(started.elapsed() < Duration::from_secs(30), "core did not start");
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "core did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -122,8 +128,16 @@ async fn bench(db_name: &str, n: i64, runs: usize) -> Result<()> {
     let path = "/projects/bench/repositories/app/artifacts";
     let last_page_10 = (n - INDEXES * 2 + INDEXES + 9) / 10;
     let cases: Vec<(String, String, bool)> = vec![
-        ("page 1 (page_size 10)".into(), format!("{path}?page=1&page_size=10"), true),
-        ("page 1 (page_size 100)".into(), format!("{path}?page=1&page_size=100"), true),
+        (
+            "page 1 (page_size 10)".into(),
+            format!("{path}?page=1&page_size=10"),
+            true,
+        ),
+        (
+            "page 1 (page_size 100)".into(),
+            format!("{path}?page=1&page_size=100"),
+            true,
+        ),
         (
             format!("deep page {} (page_size 10)", last_page_10 / 2),
             format!("{path}?page={}&page_size=10", last_page_10 / 2),
@@ -157,7 +171,10 @@ async fn bench(db_name: &str, n: i64, runs: usize) -> Result<()> {
     ];
 
     println!("\nartifact listing over HTTP, {n} artifacts in one repository, {runs} runs each");
-    println!("{:<34} {:>9} {:>9} {:>9} {:>8}", "case", "median", "p95", "max", "budget");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>8}",
+        "case", "median", "p95", "max", "budget"
+    );
     let mut over = vec![];
     for (label, p, budgeted) in &cases {
         let url = format!("{base}{p}");

@@ -74,7 +74,14 @@ pub fn parse_manifest(bytes: &[u8]) -> FromManifest {
 pub fn extra_attrs(config: &[u8]) -> Option<Value> {
     let v: Value = serde_json::from_slice(config).ok()?;
     let mut o = Map::new();
-    for k in ["architecture", "os", "variant", "os.version", "author", "created"] {
+    for k in [
+        "architecture",
+        "os",
+        "variant",
+        "os.version",
+        "author",
+        "created",
+    ] {
         if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
             o.insert(k.into(), x.clone());
         }

@@ -48,7 +48,12 @@ pub async fn consume_once(app: &AppState, limit: i64) -> wharf_catalog::Result<u
     let mut pushed: Vec<(String, Digest)> = events
         .iter()
         .filter(|e| e.event_type == "push")
-        .filter_map(|e| Some((e.repository.clone(), Digest::parse(e.digest.as_deref()?).ok()?)))
+        .filter_map(|e| {
+            Some((
+                e.repository.clone(),
+                Digest::parse(e.digest.as_deref()?).ok()?,
+            ))
+        })
         .collect();
     pushed.sort_by(|a, b| (&a.0, a.1.as_bytes()).cmp(&(&b.0, b.1.as_bytes())));
     pushed.dedup();
@@ -105,7 +110,12 @@ pub fn audit_entry(e: &OutboxEvent) -> Option<FromOutbox> {
 mod tests {
     use super::*;
 
-    fn event(kind: &str, tag: Option<&str>, digest: Option<&str>, actor: Option<&str>) -> OutboxEvent {
+    fn event(
+        kind: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+        actor: Option<&str>,
+    ) -> OutboxEvent {
         OutboxEvent {
             id: 7,
             txid: 100,
@@ -122,7 +132,12 @@ mod tests {
     fn events_map_to_harbor_entries() {
         let e = audit_entry(&event("push", Some("v1"), Some("sha256:aa"), Some("alice"))).unwrap();
         assert_eq!(
-            (e.operation.as_str(), e.resource_type.as_str(), e.resource.as_str(), e.username.as_str()),
+            (
+                e.operation.as_str(),
+                e.resource_type.as_str(),
+                e.resource.as_str(),
+                e.username.as_str()
+            ),
             ("create", "artifact", "proj/app:v1", "alice")
         );
         assert_eq!(e.project_name, "proj");
@@ -131,9 +146,19 @@ mod tests {
         assert_eq!(e.resource, "proj/app@sha256:aa");
         assert_eq!(e.username, "anonymous");
         let e = audit_entry(&event("delete", None, Some("sha256:aa"), Some("bob"))).unwrap();
-        assert_eq!((e.operation.as_str(), e.resource_type.as_str()), ("delete", "artifact"));
+        assert_eq!(
+            (e.operation.as_str(), e.resource_type.as_str()),
+            ("delete", "artifact")
+        );
         let e = audit_entry(&event("delete_tag", Some("v1"), None, Some("bob"))).unwrap();
-        assert_eq!((e.operation.as_str(), e.resource_type.as_str(), e.resource.as_str()), ("delete", "tag", "proj/app:v1"));
+        assert_eq!(
+            (
+                e.operation.as_str(),
+                e.resource_type.as_str(),
+                e.resource.as_str()
+            ),
+            ("delete", "tag", "proj/app:v1")
+        );
         let e = audit_entry(&event("pull", None, Some("sha256:aa"), None)).unwrap();
         assert_eq!(e.operation, "pull");
         assert!(audit_entry(&event("blob_push", None, Some("sha256:aa"), None)).is_none());

@@ -74,7 +74,12 @@ async fn refusal(resp: reqwest::Response) -> ApiError {
     }
 }
 
-fn internal(app: &App, method: reqwest::Method, url: url::Url, actor: &str) -> reqwest::RequestBuilder {
+fn internal(
+    app: &App,
+    method: reqwest::Method,
+    url: url::Url,
+    actor: &str,
+) -> reqwest::RequestBuilder {
     app.http
         .request(method, url)
         .header(SECRET_HEADER, &app.config.registry.internal_secret.0)
@@ -151,7 +156,13 @@ fn pull_token(app: &App, repository: &str) -> Result<String> {
 }
 
 /// Reads through `/v2/`; `None` when the registry does not have it.
-async fn read(app: &App, repository: &str, path: &str, accept: Option<&str>, max: usize) -> Result<Option<Vec<u8>>> {
+async fn read(
+    app: &App,
+    repository: &str,
+    path: &str,
+    accept: Option<&str>,
+    max: usize,
+) -> Result<Option<Vec<u8>>> {
     let u = url(app, &format!("/v2/{repository}/{path}"))?;
     let mut req = app
         .http
@@ -188,7 +199,12 @@ pub async fn manifest(app: &App, repository: &str, digest: &str) -> Result<Optio
 }
 
 /// A small blob's bytes (an image config); `None` when missing or larger than `max`.
-pub async fn blob(app: &App, repository: &str, digest: &str, max: usize) -> Result<Option<Vec<u8>>> {
+pub async fn blob(
+    app: &App,
+    repository: &str,
+    digest: &str,
+    max: usize,
+) -> Result<Option<Vec<u8>>> {
     read(app, repository, &format!("blobs/{digest}"), None, max).await
 }
 

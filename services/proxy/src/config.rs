@@ -105,7 +105,11 @@ impl Config {
         }
         // `WHARF_PROXY_CONFIG` names the file (the CLI reads it); it is not a key.
         let config: Config = fig
-            .merge(Env::prefixed("WHARF_PROXY_").ignore(&["config"]).split("__"))
+            .merge(
+                Env::prefixed("WHARF_PROXY_")
+                    .ignore(&["config"])
+                    .split("__"),
+            )
             .extract()?;
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -140,7 +140,14 @@ impl Proxy {
         );
         parts.uri = match Uri::from_parts(uri) {
             Ok(u) => u,
-            Err(_) => return error::json(StatusCode::BAD_REQUEST, "BAD_REQUEST", "invalid request target").map(Into::into),
+            Err(_) => {
+                return error::json(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "invalid request target",
+                )
+                .map(Into::into)
+            }
         };
         parts.version = Version::HTTP_11;
         forwarding_headers(&mut parts.headers, conn, host.as_deref(), request_id);
@@ -264,7 +271,11 @@ fn redirect(host: Option<&str>, port: u16, uri: &Uri) -> Response<Full<Bytes>> {
             "HTTPS is required and the request names no host",
         );
     };
-    let port = if port == 443 { String::new() } else { format!(":{port}") };
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let location = format!("https://{host}{port}{pq}");
     let mut resp = Response::new(Full::new(Bytes::new()));
@@ -314,16 +325,25 @@ mod tests {
             "https://reg.example.com:8443/v2/a/b/manifests/x?n=1"
         );
         let r = redirect(Some("[::1]:80"), 443, &uri);
-        assert_eq!(r.headers()[header::LOCATION], "https://[::1]/v2/a/b/manifests/x?n=1");
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "https://[::1]/v2/a/b/manifests/x?n=1"
+        );
         assert_eq!(redirect(None, 443, &uri).status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
     fn hop_by_hop_headers_go_and_forwarding_headers_come() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));

@@ -83,7 +83,10 @@ pub async fn run(
     drop(http);
     drop(https);
     tracing::info!("shutting down: draining open connections");
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `wharf-proxy`: reads its config, binds HTTP (and HTTPS), serves.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -58,7 +59,8 @@ fn init_tracing(config: &Config) {
         tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if config.log.json {
         builder.json().init();
     } else {

@@ -480,8 +480,21 @@ http:
     Ok(Server::new(t, child))
 }
 
-/// Does the server accept our token for a push and answer HEAD with it?
+/// Does the server demand a token, and accept ours for a push?
 async fn check_auth(http: &reqwest::Client, s: &Target) -> Result<()> {
+    if s.auth.is_some() {
+        let r = http
+            .post(s.url(&format!("/v2/{REPO}/blobs/uploads/")))
+            .header(CONTENT_LENGTH, 0)
+            .send()
+            .await?;
+        ensure!(
+            r.status() == StatusCode::UNAUTHORIZED,
+            "{}: an upload without a token got {}, not 401",
+            s.name,
+            r.status()
+        );
+    }
     let r = s
         .authorize(http.post(s.url(&format!("/v2/{REPO}/blobs/uploads/"))))
         .header(CONTENT_LENGTH, 0)

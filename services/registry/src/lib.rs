@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod error;
 mod handlers;
 pub mod import;
+mod manifest_cache;
 mod pulls;
 mod routes;
 mod write;
@@ -29,6 +30,7 @@ pub struct App {
     pub uploads: Uploads,
     pub verifier: Option<auth::Verifier>,
     pub pulls: pulls::PullRecorder,
+    pub manifests: manifest_cache::ManifestCache,
 }
 
 pub type AppState = Arc<App>;
@@ -44,6 +46,7 @@ impl App {
             uploads: Uploads::new(store.clone()),
             store,
             verifier,
+            manifests: manifest_cache::ManifestCache::new(64 << 20),
             pulls,
             db,
             config,

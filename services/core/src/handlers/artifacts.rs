@@ -6,20 +6,19 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
-use http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
+use http::Uri;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wharf_catalog::artifacts::{self, ArtifactQuery, ArtifactRow, TagCond, TagRow};
-use wharf_catalog::repositories::{self, Repository};
+use wharf_catalog::repositories::{self, RepoRef};
 use wharf_oci::{media, Digest, RepositoryName, Tag};
 
 use super::repositories::{
-    bool_param, full_name, immutable_tags, path_segment, project_ctx, repository, require,
-    text_match,
+    bool_param, full_name, immutable_tags, path_segment, project_ctx, repo_ref, require, text_match,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, Result};
@@ -67,14 +66,12 @@ pub(crate) fn parse_reference(raw: &str) -> Result<Ref> {
 }
 
 /// The artifact `{reference}` names in the repository, or 404.
-pub(crate) async fn artifact(app: &App, repo: &Repository, raw: &str) -> Result<ArtifactRow> {
+pub(crate) async fn artifact(app: &App, repo: &RepoRef, raw: &str) -> Result<ArtifactRow> {
     let found = match parse_reference(raw)? {
         Ref::Digest(d) => artifacts::by_digest(&app.db, repo.id, d.as_bytes()).await?,
         Ref::Tag(t) => artifacts::by_tag(&app.db, repo.id, &t).await?,
     };
-    found.ok_or_else(|| {
-        ApiError::NotFound(format!("artifact {}@{raw} not found", repo.name))
-    })
+    found.ok_or_else(|| ApiError::NotFound(format!("artifact {}@{raw} not found", repo.name)))
 }
 
 pub(crate) fn digest_text(bytes: &[u8]) -> String {
@@ -136,7 +133,7 @@ pub(crate) struct With {
 pub(crate) async fn artifacts_json(
     app: &App,
     project_id: i64,
-    repo: &Repository,
+    repo: &RepoRef,
     rows: &[ArtifactRow],
     with: With,
 ) -> Result<Vec<Value>> {
@@ -170,7 +167,10 @@ pub(crate) async fn artifacts_json(
     if with.accessories && !rows.is_empty() {
         let digests: Vec<Vec<u8>> = rows.iter().map(|r| r.digest.clone()).collect();
         for a in artifacts::accessories_of(&app.db, repo.id, &digests).await? {
-            accessories.entry(a.subject_digest.clone()).or_default().push(a);
+            accessories
+                .entry(a.subject_digest.clone())
+                .or_default()
+                .push(a);
         }
     }
     let mut out = Vec::with_capacity(rows.len());
@@ -180,7 +180,9 @@ pub(crate) async fn artifacts_json(
         let media_type = if index {
             r.media_type.clone()
         } else {
-            r.artifact_type.clone().unwrap_or_else(|| r.media_type.clone())
+            r.artifact_type
+                .clone()
+                .unwrap_or_else(|| r.media_type.clone())
         };
         let mut v = json!({
             "id": r.id,
@@ -352,7 +354,7 @@ async fn list_artifacts(
         tags: bool_param("with_tag", aq.with_tag.as_deref(), true)?,
         accessories: bool_param("with_accessory", aq.with_accessory.as_deref(), false)?,
     };
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let (rows, total) = artifacts::list(&app.db, r.id, &q).await?;
     let items = artifacts_json(&app, ctx.project.project_id, &r, &rows, with).await?;
     Ok(paged(items, total, lq.page()?, &api_uri(&uri)))
@@ -372,7 +374,7 @@ async fn get_artifact(
 ) -> Result<Json<Value>> {
     let ctx = project_ctx(&app, &who, &project).await?;
     require(&who, &ctx, Resource::Artifact, Action::Read)?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let mut row = artifact(&app, &r, &reference).await?;
     if !row.has_meta {
         // Read its bytes now rather than wait for the outbox consumer.
@@ -392,8 +394,14 @@ async fn get_artifact(
         tags: bool_param("with_tag", gq.with_tag.as_deref(), true)?,
         accessories: bool_param("with_accessory", gq.with_accessory.as_deref(), false)?,
     };
-    let mut items =
-        artifacts_json(&app, ctx.project.project_id, &r, std::slice::from_ref(&row), with).await?;
+    let mut items = artifacts_json(
+        &app,
+        ctx.project.project_id,
+        &r,
+        std::slice::from_ref(&row),
+        with,
+    )
+    .await?;
     Ok(Json(items.pop().unwrap_or(Value::Null)))
 }
 
@@ -406,7 +414,7 @@ async fn delete_artifact(
 ) -> Result<Response> {
     let ctx = project_ctx(&app, &who, &project).await?;
     require(&who, &ctx, Resource::Artifact, Action::Delete)?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let row = artifact(&app, &r, &reference).await?;
     let digest = digest_text(&row.digest);
     if let Some(parent) = artifacts::parents_of(&app.db, r.id, &row.digest)
@@ -436,8 +444,13 @@ async fn delete_artifact(
         )));
     }
     for a in artifacts::accessories_of(&app.db, r.id, std::slice::from_ref(&row.digest)).await? {
-        match crate::registry::delete_artifact(&app, &r.name, &digest_text(&a.digest), who.username())
-            .await
+        match crate::registry::delete_artifact(
+            &app,
+            &r.name,
+            &digest_text(&a.digest),
+            who.username(),
+        )
+        .await
         {
             Ok(()) | Err(ApiError::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -495,14 +508,14 @@ async fn copy_artifact(
     let src_ctx = project_ctx(&app, &who, src_project).await?;
     require(&who, &src_ctx, Resource::Repository, Action::Pull)?;
     let src_missing = || ApiError::NotFound(format!("artifact {from} not found"));
-    let src = repositories::by_name(&app.db, src_name.as_str())
+    let src = repositories::find(&app.db, src_name.as_str())
         .await?
         .ok_or_else(src_missing)?;
     let row = artifact(&app, &src, &reference)
         .await
         .map_err(|_| src_missing())?;
     let digest = digest_text(&row.digest);
-    if let Some(existing) = repositories::by_name(&app.db, target.as_str()).await? {
+    if let Some(existing) = repositories::find(&app.db, target.as_str()).await? {
         if artifacts::by_digest(&app.db, existing.id, &row.digest)
             .await?
             .is_some()
@@ -558,13 +571,22 @@ mod tests {
     fn kinds() {
         assert_eq!(kind(media::OCI_INDEX, None), "IMAGE");
         assert_eq!(
-            kind(media::OCI_MANIFEST, Some("application/vnd.oci.image.config.v1+json")),
+            kind(
+                media::OCI_MANIFEST,
+                Some("application/vnd.oci.image.config.v1+json")
+            ),
             "IMAGE"
         );
         assert_eq!(
-            kind(media::OCI_MANIFEST, Some("application/vnd.cncf.helm.config.v1+json")),
+            kind(
+                media::OCI_MANIFEST,
+                Some("application/vnd.cncf.helm.config.v1+json")
+            ),
             "CHART"
         );
-        assert_eq!(kind(media::OCI_MANIFEST, Some("application/x.thing")), "UNKNOWN");
+        assert_eq!(
+            kind(media::OCI_MANIFEST, Some("application/x.thing")),
+            "UNKNOWN"
+        );
     }
 }

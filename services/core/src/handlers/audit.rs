@@ -3,11 +3,11 @@
 //! `/projects/{project}/logs`.
 
 use axum::extract::State;
-use http::Uri;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use http::Uri;
 use serde_json::{json, Value};
 use wharf_catalog::auditlog::{self, Entry, Query as AuditQuery};
 use wharf_catalog::repositories::member_projects;
@@ -115,9 +115,8 @@ async fn readable_projects(app: &App, who: &Principal) -> Result<Option<Vec<i64>
                 .await?
                 .into_iter()
                 .filter(|(_, role)| {
-                    Role::from_id(*role).is_some_and(|r| {
-                        crate::rbac::role_allows(r, Resource::Log, Action::List)
-                    })
+                    Role::from_id(*role)
+                        .is_some_and(|r| crate::rbac::role_allows(r, Resource::Log, Action::List))
                 })
                 .map(|(id, _)| id)
                 .collect(),

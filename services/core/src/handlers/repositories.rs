@@ -4,14 +4,14 @@
 //! repository name from the path, who sees what.
 
 use axum::extract::State;
-use http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use http::Uri;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wharf_catalog::filter::{TextMatch, Viewer};
-use wharf_catalog::repositories::{self, RepoQuery, RepoSort, Repository};
+use wharf_catalog::repositories::{self, RepoQuery, RepoRef, RepoSort, Repository};
 use wharf_catalog::{artifacts, immutable, projects};
 use wharf_oci::{Digest, RepositoryName};
 
@@ -62,9 +62,9 @@ pub(crate) fn require(
     action: Action,
 ) -> Result<()> {
     match ctx.access.require(resource, action) {
-        Err(ApiError::Forbidden(_)) if matches!(who, Principal::Anonymous) => Err(
-            ApiError::Unauthorized("authentication is required".into()),
-        ),
+        Err(ApiError::Forbidden(_)) if matches!(who, Principal::Anonymous) => {
+            Err(ApiError::Unauthorized("authentication is required".into()))
+        }
         other => other,
     }
 }
@@ -73,8 +73,9 @@ pub(crate) fn require(
 /// after the project, URL-encoded twice when it holds `/` (`a%252Fb`); the
 /// router has decoded it once.
 pub(crate) fn full_name(project: &str, raw: &str) -> Result<RepositoryName> {
-    let decoded = percent_decode(raw)
-        .ok_or_else(|| ApiError::BadRequest(format!("repository name {raw:?} is not valid UTF-8")))?;
+    let decoded = percent_decode(raw).ok_or_else(|| {
+        ApiError::BadRequest(format!("repository name {raw:?} is not valid UTF-8"))
+    })?;
     RepositoryName::parse(&format!("{project}/{decoded}"))
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
@@ -107,6 +108,14 @@ pub(crate) fn path_segment(name_in_project: &str) -> String {
 pub(crate) async fn repository(app: &App, ctx: &ProjectCtx, raw: &str) -> Result<Repository> {
     let name = full_name(&ctx.project.name, raw)?;
     repositories::by_name(&app.db, name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("repository {name} not found")))
+}
+
+/// Like [`repository`], without the counts: what artifact and tag handlers need.
+pub(crate) async fn repo_ref(app: &App, ctx: &ProjectCtx, raw: &str) -> Result<RepoRef> {
+    let name = full_name(&ctx.project.name, raw)?;
+    repositories::find(&app.db, name.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("repository {name} not found")))
 }
@@ -224,7 +233,11 @@ fn repo_query(lq: &ListQuery) -> Result<RepoQuery> {
                         ApiError::BadRequest(format!("project_id {v:?} is not a number"))
                     })?)
                 }
-                _ => return Err(ApiError::BadRequest("project_id takes project_id=<id>".into())),
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "project_id takes project_id=<id>".into(),
+                    ))
+                }
             },
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -300,7 +313,7 @@ async fn update_repository(
 ) -> Result<Response> {
     let ctx = project_ctx(&app, &who, &project).await?;
     require(&who, &ctx, Resource::Repository, Action::Update)?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let description = body.description.unwrap_or_default();
     if description.len() > 64 << 10 {
         return Err(ApiError::BadRequest(
@@ -320,7 +333,7 @@ async fn delete_repository(
 ) -> Result<Response> {
     let ctx = project_ctx(&app, &who, &project).await?;
     require(&who, &ctx, Resource::Repository, Action::Delete)?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let name = full_name(&ctx.project.name, &repo)?;
     let tags = artifacts::repo_tags(&app.db, r.id).await?;
     if let Some((tag, rule)) = immutable_tags(&app, ctx.project.project_id, &name, &tags)

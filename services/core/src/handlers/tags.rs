@@ -4,10 +4,10 @@
 //! policy (tag immutability among it) applies as to a push.
 
 use axum::extract::State;
-use http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
+use http::Uri;
 use serde::Deserialize;
 use serde_json::Value;
 use wharf_catalog::artifacts::{self, TagQuery};
@@ -15,7 +15,7 @@ use wharf_oci::{RepositoryName, Tag};
 
 use super::artifacts::{artifact, digest_text, tag_json};
 use super::repositories::{
-    full_name, immutable_tags, path_segment, project_ctx, repository, require, text_match,
+    full_name, immutable_tags, path_segment, project_ctx, repo_ref, require, text_match,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, Result};
@@ -46,7 +46,7 @@ async fn list_tags(
 ) -> Result<Response> {
     let ctx = project_ctx(&app, &who, &project).await?;
     require(&who, &ctx, Resource::Tag, Action::List)?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let a = artifact(&app, &r, &reference).await?;
     let page = lq.page()?;
     let mut q = TagQuery {
@@ -104,7 +104,7 @@ async fn create_tag(
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
     let tag = Tag::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let a = artifact(&app, &r, &reference).await?;
     if artifacts::tag_target(&app.db, r.id, tag.as_str())
         .await?
@@ -132,7 +132,7 @@ async fn delete_tag(
 ) -> Result<Response> {
     let ctx = project_ctx(&app, &who, &project).await?;
     require(&who, &ctx, Resource::Tag, Action::Delete)?;
-    let r = repository(&app, &ctx, &repo).await?;
+    let r = repo_ref(&app, &ctx, &repo).await?;
     let a = artifact(&app, &r, &reference).await?;
     let tag = Tag::parse(&tag).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if artifacts::tag_target(&app.db, r.id, tag.as_str()).await? != Some(a.id) {
@@ -143,10 +143,15 @@ async fn delete_tag(
         )));
     }
     let name = full_name(&ctx.project.name, &repo)?;
-    if let Some((_, rule)) = immutable_tags(&app, ctx.project.project_id, &name, &[tag.as_str().to_owned()])
-        .await?
-        .into_iter()
-        .next()
+    if let Some((_, rule)) = immutable_tags(
+        &app,
+        ctx.project.project_id,
+        &name,
+        &[tag.as_str().to_owned()],
+    )
+    .await?
+    .into_iter()
+    .next()
     {
         return Err(ApiError::Precondition(format!(
             "tag {tag} of {name} is immutable and cannot be deleted (rule: {rule})"

@@ -10,10 +10,14 @@ use crate::support::*;
 use crate::tenants::{self, GUEST, LIMITED_GUEST, PASSWORD};
 
 async fn once(site: &Site, operation: &str, resource: &str) -> Value {
-    let entries = eventually(30, &format!("{operation} {resource} in the audit log"), || async {
-        let e = audit_entries(site, operation, resource).await;
-        (!e.is_empty()).then_some(e)
-    })
+    let entries = eventually(
+        30,
+        &format!("{operation} {resource} in the audit log"),
+        || async {
+            let e = audit_entries(site, operation, resource).await;
+            (!e.is_empty()).then_some(e)
+        },
+    )
     .await;
     assert_eq!(entries.len(), 1, "{operation} {resource}: {entries:?}");
     entries[0].clone()
@@ -45,7 +49,10 @@ async fn pushes_and_deletes_are_audited_once_even_while_core_is_down() {
     let e = once(&site, "create", "aud/app:v2").await;
     assert_eq!(e["username"], "alice");
     let e = once(&site, "delete", "aud/app:v2").await;
-    assert_eq!((e["username"].as_str(), e["resource_type"].as_str()), (Some("bob"), Some("tag")));
+    assert_eq!(
+        (e["username"].as_str(), e["resource_type"].as_str()),
+        (Some("bob"), Some("tag"))
+    );
     let e = once(&site, "delete", &format!("aud/app@{d1}")).await;
     assert_eq!(e["username"], "bob");
     assert_ne!(d1, d2);
@@ -76,33 +83,74 @@ async fn pushes_and_deletes_are_audited_once_even_while_core_is_down() {
     assert!(entries >= events, "{entries} entries for {events} events");
 
     // A deletion through the API is audited under the caller's name.
-    let (s, v, _) = call(site.admin(Method::DELETE, &format!("/projects/aud/repositories/app/artifacts/{d3}"))).await;
+    let (s, v, _) = call(site.admin(
+        Method::DELETE,
+        &format!("/projects/aud/repositories/app/artifacts/{d3}"),
+    ))
+    .await;
     assert_eq!(s, 200, "{v}");
     let e = once(&site, "delete", &format!("aud/app@{d3}")).await;
     assert_eq!(e["username"], "admin");
 
     // Who reads which logs.
-    let (s, v, h) = call(site.as_user(Method::GET, "/projects/aud/logs", "watcher", PASSWORD)).await;
+    let (s, v, h) =
+        call(site.as_user(Method::GET, "/projects/aud/logs", "watcher", PASSWORD)).await;
     assert_eq!(s, 200, "{v}");
     assert!(h["x-total-count"].to_str().unwrap().parse::<i64>().unwrap() >= 5);
-    let (s, _, _) = call(site.as_user(Method::GET, "/projects/aud/logs", "limited", PASSWORD)).await;
+    let (s, _, _) =
+        call(site.as_user(Method::GET, "/projects/aud/logs", "limited", PASSWORD)).await;
     assert_eq!(s, 403);
-    let (s, _, _) = call(site.as_user(Method::GET, "/projects/aud/logs", "outsider", PASSWORD)).await;
+    let (s, _, _) =
+        call(site.as_user(Method::GET, "/projects/aud/logs", "outsider", PASSWORD)).await;
     assert_eq!(s, 404);
     let (s, _, _) = call(site.http.get(site.api("/audit-logs"))).await;
     assert_eq!(s, 401);
-    let (_, v, _) = call(site.as_user(Method::GET, "/audit-logs?page_size=100", "outsider", PASSWORD)).await;
-    assert!(v.as_array().unwrap().iter().all(|e| !e["resource"].as_str().unwrap().starts_with("aud/")), "{v}");
-    let (_, v, _) = call(site.as_user(Method::GET, "/audit-logs?q=resource%3D~aud/app", "watcher", PASSWORD)).await;
+    let (_, v, _) = call(site.as_user(
+        Method::GET,
+        "/audit-logs?page_size=100",
+        "outsider",
+        PASSWORD,
+    ))
+    .await;
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["resource"].as_str().unwrap().starts_with("aud/")),
+        "{v}"
+    );
+    let (_, v, _) = call(site.as_user(
+        Method::GET,
+        "/audit-logs?q=resource%3D~aud/app",
+        "watcher",
+        PASSWORD,
+    ))
+    .await;
     assert!(!v.as_array().unwrap().is_empty());
 
     // q: time ranges, usernames, sort.
-    let (_, v, h) = call(site.admin(Method::GET, "/audit-logs").query(&[("q", "op_time=[2000-01-01 00:00:00~2999-01-01 00:00:00],username=~ali")])).await;
+    let (_, v, h) = call(site.admin(Method::GET, "/audit-logs").query(&[(
+        "q",
+        "op_time=[2000-01-01 00:00:00~2999-01-01 00:00:00],username=~ali",
+    )]))
+    .await;
     assert_eq!(h["x-total-count"], "1", "{v}");
-    let (_, _, h) = call(site.admin(Method::GET, "/audit-logs").query(&[("q", "op_time=[2999-01-01~]")])).await;
+    let (_, _, h) = call(
+        site.admin(Method::GET, "/audit-logs")
+            .query(&[("q", "op_time=[2999-01-01~]")]),
+    )
+    .await;
     assert_eq!(h["x-total-count"], "0");
-    let (_, asc, _) = call(site.admin(Method::GET, "/audit-logs").query(&[("q", "resource=~aud/app"), ("sort", "op_time")])).await;
-    let (_, desc, _) = call(site.admin(Method::GET, "/audit-logs").query(&[("q", "resource=~aud/app")])).await;
+    let (_, asc, _) = call(
+        site.admin(Method::GET, "/audit-logs")
+            .query(&[("q", "resource=~aud/app"), ("sort", "op_time")]),
+    )
+    .await;
+    let (_, desc, _) = call(
+        site.admin(Method::GET, "/audit-logs")
+            .query(&[("q", "resource=~aud/app")]),
+    )
+    .await;
     assert_eq!(asc[0]["id"], desc.as_array().unwrap().last().unwrap()["id"]);
     for bad in ["op_time=yesterday", "colour=red", "op_time=[nope~]"] {
         let (s, _, _) = call(site.admin(Method::GET, "/audit-logs").query(&[("q", bad)])).await;
@@ -120,14 +168,26 @@ async fn an_event_committed_late_is_not_skipped() {
     let insert = "INSERT INTO outbox (event_type, repository, digest, tag, actor) VALUES ('push', 'late/app', 'sha256:00', $1, 'tester')";
     // The early transaction takes its id (and xid) first and stays open.
     let mut early = db.begin().await.unwrap();
-    sqlx::query(insert).bind("early").execute(&mut *early).await.unwrap();
+    sqlx::query(insert)
+        .bind("early")
+        .execute(&mut *early)
+        .await
+        .unwrap();
     let mut later = db.begin().await.unwrap();
-    sqlx::query(insert).bind("later").execute(&mut *later).await.unwrap();
+    sqlx::query(insert)
+        .bind("later")
+        .execute(&mut *later)
+        .await
+        .unwrap();
     later.commit().await.unwrap();
     // Give the consumer time to go round a few times.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert!(audit_entries(&site, "create", "late/app:later").await.is_empty(),
-        "the later event waits for the early transaction");
+    assert!(
+        audit_entries(&site, "create", "late/app:later")
+            .await
+            .is_empty(),
+        "the later event waits for the early transaction"
+    );
     early.commit().await.unwrap();
     let a = once(&site, "create", "late/app:early").await;
     let b = once(&site, "create", "late/app:later").await;

@@ -20,7 +20,10 @@ pub fn mint(site: &Site, subject: &str, scopes: &[&str]) -> String {
         .iter()
         .map(|s| wharf_token::Access::parse_scope(s).unwrap())
         .collect();
-    signer.issue(subject, "harbor-registry", access).unwrap().token
+    signer
+        .issue(subject, "harbor-registry", access)
+        .unwrap()
+        .token
 }
 
 pub fn sha256(data: &[u8]) -> String {
@@ -69,7 +72,11 @@ impl<'a> Pusher<'a> {
         Pusher {
             site,
             repo: repo.to_owned(),
-            token: mint(site, subject, &[&format!("repository:{repo}:pull,push,delete")]),
+            token: mint(
+                site,
+                subject,
+                &[&format!("repository:{repo}:pull,push,delete")],
+            ),
         }
     }
 
@@ -104,7 +111,12 @@ impl<'a> Pusher<'a> {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201, "manifest push: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            201,
+            "manifest push: {}",
+            r.text().await.unwrap()
+        );
         r.headers()["docker-content-digest"]
             .to_str()
             .unwrap()
@@ -136,10 +148,15 @@ impl<'a> Pusher<'a> {
     pub async fn index(&self, reference: &str, children: &[(String, Vec<u8>, &str)]) -> String {
         let manifests: Vec<Value> = children
             .iter()
-            .map(|(d, m, arch)| json!({"mediaType": OCI_MANIFEST, "digest": d, "size": m.len(),
-                "platform": {"architecture": arch, "os": "linux"}}))
+            .map(|(d, m, arch)| {
+                json!({"mediaType": OCI_MANIFEST, "digest": d, "size": m.len(),
+                "platform": {"architecture": arch, "os": "linux"}})
+            })
             .collect();
-        let body = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})).unwrap();
+        let body = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+        )
+        .unwrap();
         self.manifest(reference, &body, OCI_INDEX).await
     }
 

@@ -66,9 +66,21 @@ async fn statistics_and_search_show_what_the_caller_may_see() {
     assert_eq!(v["total_repo_count"], 3);
     assert!(v["total_storage_consumption"].as_i64().unwrap() > 0);
     let (_, v, _) = stats(Some("dev")).await;
-    assert_eq!((v["private_project_count"].as_i64(), v["private_repo_count"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            v["private_project_count"].as_i64(),
+            v["private_repo_count"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
     let (_, v, _) = stats(Some("outsider")).await;
-    assert_eq!((v["private_project_count"].as_i64(), v["private_repo_count"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            v["private_project_count"].as_i64(),
+            v["private_repo_count"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
     assert_eq!(v["public_repo_count"], 2);
     assert_eq!(v["total_repo_count"], 2);
     let (s, _, _) = stats(None).await;
@@ -84,11 +96,20 @@ async fn statistics_and_search_show_what_the_caller_may_see() {
             let (s, v, _) = call(req).await;
             assert_eq!(s, 200, "{v}");
             let names = |k: &str, field: &str| -> Vec<String> {
-                let mut n: Vec<String> = v[k].as_array().unwrap().iter().map(|x| x[field].as_str().unwrap().to_owned()).collect();
+                let mut n: Vec<String> = v[k]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x[field].as_str().unwrap().to_owned())
+                    .collect();
                 n.sort();
                 n
             };
-            (names("project", "name"), names("repository", "repository_name"), v)
+            (
+                names("project", "name"),
+                names("repository", "repository_name"),
+                v,
+            )
         }
     };
     let (projects, repos, v) = search(None, "api").await;

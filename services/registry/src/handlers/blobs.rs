@@ -1,10 +1,10 @@
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
 use tokio::sync::mpsc;
 use wharf_oci::{Digest, RepositoryName};
@@ -70,20 +70,32 @@ pub async fn get(
 }
 
 /// Streams `len` bytes of `file` from `start`, read ahead on a blocking thread.
-pub(crate) fn file_body(file: File, start: u64, len: u64) -> Body {
+/// Each chunk is read into fresh, uninitialised capacity (no zeroing pass) and
+/// handed to the socket writer without a further copy.
+pub(crate) fn file_body(mut file: File, start: u64, len: u64) -> Body {
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut pos = start;
-        let end = start + len;
-        while pos < end {
-            let n = ((end - pos) as usize).min(CHUNK);
-            let mut buf = BytesMut::zeroed(n);
-            if let Err(e) = file.read_exact_at(&mut buf, pos) {
-                let _ = tx.blocking_send(Err(e));
-                return;
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut remaining = len;
+        while remaining > 0 {
+            let n = remaining.min(CHUNK as u64);
+            let mut buf = Vec::with_capacity(n as usize);
+            match (&mut file).take(n).read_to_end(&mut buf) {
+                Ok(got) if got as u64 == n => {}
+                Ok(_) => {
+                    let _ = tx.blocking_send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its size")));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
             }
-            pos += n as u64;
-            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+            remaining -= n;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return; // the client went away
             }
         }

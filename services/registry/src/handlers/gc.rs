@@ -51,7 +51,10 @@ fn parse_digests(list: &[String]) -> Result<Vec<Digest>> {
 }
 
 /// `POST /api/internal/gc/vacuum {run, digests}`: step B.
-async fn vacuum(State(app): State<AppState>, Json(req): Json<VacuumRequest>) -> Result<Json<Vacuumed>> {
+async fn vacuum(
+    State(app): State<AppState>,
+    Json(req): Json<VacuumRequest>,
+) -> Result<Json<Vacuumed>> {
     let digests = parse_digests(&req.digests)?;
     // Detached so that a caller going away cannot leave the transaction half done.
     let out = tokio::spawn(async move { step_b(&app, req.run, &digests).await })
@@ -87,7 +90,9 @@ pub(crate) async fn step_b(app: &App, run: i64, digests: &[Digest]) -> Result<Va
     let mut handles = Vec::new();
     for group in groups {
         let store = app.store.clone();
-        handles.push(tokio::task::spawn_blocking(move || unlink_group(&store, group, deadline)));
+        handles.push(tokio::task::spawn_blocking(move || {
+            unlink_group(&store, group, deadline)
+        }));
     }
     let mut done: Vec<Vec<u8>> = Vec::new();
     let mut failed: Vec<Digest> = Vec::new();
@@ -101,7 +106,10 @@ pub(crate) async fn step_b(app: &App, run: i64, digests: &[Digest]) -> Result<Va
             // A group that overran its deadline or panicked: its digests stay
             // `deleting` (I3) and Phase 0 finishes them.
             _ => {
-                tracing::warn!(gc.run = run, "a group of unlinks overran the step B deadline");
+                tracing::warn!(
+                    gc.run = run,
+                    "a group of unlinks overran the step B deadline"
+                );
             }
         }
     }
@@ -122,11 +130,20 @@ pub(crate) async fn step_b(app: &App, run: i64, digests: &[Digest]) -> Result<Va
     let mut failed: Vec<String> = failed.iter().map(|d| d.to_string()).collect();
     for d in digests {
         let s = d.to_string();
-        if !deleted.contains(&s) && !failed.contains(&s) && locked.iter().any(|(k, _)| k == d.as_bytes()) {
+        if !deleted.contains(&s)
+            && !failed.contains(&s)
+            && locked.iter().any(|(k, _)| k == d.as_bytes())
+        {
             failed.push(s);
         }
     }
-    tracing::info!(gc.run = run, deleted = deleted.len(), failed = failed.len(), size_bytes = bytes, "gc step B");
+    tracing::info!(
+        gc.run = run,
+        deleted = deleted.len(),
+        failed = failed.len(),
+        size_bytes = bytes,
+        "gc step B"
+    );
     Ok(Vacuumed {
         deleted,
         bytes,
@@ -318,7 +335,10 @@ async fn reconcile_prefix(app: &App, req: &ReconcileRequest) -> Result<Reconcile
             continue;
         }
         let claimed = sql::claim_orphans(&app.db, req.run, &orphans).await?;
-        let digests: Vec<Digest> = claimed.iter().filter_map(|k| Digest::from_bytes(k)).collect();
+        let digests: Vec<Digest> = claimed
+            .iter()
+            .filter_map(|k| Digest::from_bytes(k))
+            .collect();
         let v = step_b(app, req.run, &digests).await?;
         out.deleted.extend(v.deleted);
         out.bytes += v.bytes;

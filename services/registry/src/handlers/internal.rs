@@ -51,18 +51,18 @@ fn presented_secret(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }
-    let v = headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(rest.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
 }
 
 async fn require_secret(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(secret) = app.config.internal_secret.as_ref().filter(|s| !s.0.is_empty()) else {
+    let Some(secret) = app
+        .config
+        .internal_secret
+        .as_ref()
+        .filter(|s| !s.0.is_empty())
+    else {
         return Error::NotFound.into_response();
     };
     match presented_secret(req.headers()) {

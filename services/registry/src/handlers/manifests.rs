@@ -59,19 +59,26 @@ pub async fn get(
     head: bool,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let found = {
-        let app_store = app.store.clone();
-        let (r, rf) = (repo.clone(), reference.clone());
-        blocking(move || read_manifest_from(&app_store, &r, &rf)).await?
+    let unknown = || Error::ManifestUnknown(format!("manifest {reference} is not in repository {repo}"));
+    // The link files are a few bytes each and hot in the page cache: reading
+    // them inline costs less than a hop to the blocking pool, which matters
+    // on the busiest path a registry has.
+    let Some(digest) = resolve(&app.store, repo, reference)? else {
+        return Err(unknown());
     };
-    let Some((digest, bytes)) = found else {
-        return Err(Error::ManifestUnknown(format!(
-            "manifest {reference} is not in repository {repo}"
-        )));
+    let cached = match app.manifests.get(&digest) {
+        Some(c) => c,
+        None => {
+            let (store, d) = (app.store.clone(), digest.clone());
+            let Some(bytes) = blocking(move || Ok(store.read_blob(&d)?)).await? else {
+                return Err(unknown());
+            };
+            app.manifests.insert(digest.clone(), bytes.into())
+        }
     };
-    let media_type = sniff_media_type(&bytes);
+    let (bytes, media_type) = (cached.bytes.clone(), cached.media_type.as_str());
     // As distribution does: a client that cannot take this type is told there is no such manifest.
-    if !acceptable(headers, &media_type) {
+    if !acceptable(headers, media_type) {
         return Err(Error::ManifestUnknown(format!(
             "manifest {reference} is {media_type}, which the request's Accept header does not list"
         )));
@@ -94,25 +101,21 @@ pub async fn get(
 }
 
 /// Reads a manifest from files only: a pull never waits on Postgres.
+/// The digest `reference` names in `repo`, if the repository holds it.
+fn resolve(store: &wharf_storage::Store, repo: &RepositoryName, reference: &Reference) -> Result<Option<Digest>> {
+    Ok(match reference {
+        Reference::Tag(t) => store.read_link(&store.layout.tag_current_link(repo, t))?,
+        Reference::Digest(d) => store.read_link(&store.layout.revision_link(repo, d))?.map(|_| d.clone()),
+    })
+}
+
 pub(crate) fn read_manifest_from(
     store: &wharf_storage::Store,
     repo: &RepositoryName,
     reference: &Reference,
 ) -> Result<Option<(Digest, Vec<u8>)>> {
-    let digest = match reference {
-        Reference::Tag(t) => match store.read_link(&store.layout.tag_current_link(repo, t))? {
-            Some(d) => d,
-            None => return Ok(None),
-        },
-        Reference::Digest(d) => {
-            if store
-                .read_link(&store.layout.revision_link(repo, d))?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            d.clone()
-        }
+    let Some(digest) = resolve(store, repo, reference)? else {
+        return Ok(None);
     };
     Ok(store.read_blob(&digest)?.map(|b| (digest, b)))
 }

@@ -64,7 +64,13 @@ async fn the_internal_api_needs_the_shared_secret() {
         ("authorization", "Bearer internal-test-secre"),
         ("authorization", "Basic aW50ZXJuYWw="),
     ] {
-        let r = reg.http.delete(reg.url(path)).header(h, v).send().await.unwrap();
+        let r = reg
+            .http
+            .delete(reg.url(path))
+            .header(h, v)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{h}: {v}");
     }
     // The right secret either way gets through to the operation (no such tag).
@@ -72,7 +78,13 @@ async fn the_internal_api_needs_the_shared_secret() {
         ("x-wharf-internal-secret", SECRET.to_owned()),
         ("authorization", format!("Bearer {SECRET}")),
     ] {
-        let r = reg.http.delete(reg.url(path)).header(h, v).send().await.unwrap();
+        let r = reg
+            .http
+            .delete(reg.url(path))
+            .header(h, v)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{h}");
         assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
     }
@@ -91,7 +103,10 @@ async fn tag_copy_and_delete_through_the_internal_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(manifest_status(&reg, "lib/app", "stable").await, (200, digest.clone()));
+    assert_eq!(
+        manifest_status(&reg, "lib/app", "stable").await,
+        (200, digest.clone())
+    );
     let r = internal(&reg, reqwest::Method::PUT, "/tags")
         .json(&json!({"repository": "lib/app", "tag": "x", "digest": sha256(b"nothing")}))
         .send()
@@ -104,15 +119,23 @@ async fn tag_copy_and_delete_through_the_internal_api() {
         json!({"repository": "lib/app", "tag": "ok", "digest": "sha256:00"}),
         json!({"repository": "lib/app"}),
     ] {
-        let r = internal(&reg, reqwest::Method::PUT, "/tags").json(&bad).send().await.unwrap();
+        let r = internal(&reg, reqwest::Method::PUT, "/tags")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{bad}");
     }
 
     // Delete a tag: the manifest stays.
-    let r = internal(&reg, reqwest::Method::DELETE, "/tags?repository=lib/app&tag=stable")
-        .send()
-        .await
-        .unwrap();
+    let r = internal(
+        &reg,
+        reqwest::Method::DELETE,
+        "/tags?repository=lib/app&tag=stable",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(manifest_status(&reg, "lib/app", "stable").await.0, 404);
     assert_eq!(manifest_status(&reg, "lib/app", "v1").await.0, 200);
@@ -124,9 +147,15 @@ async fn tag_copy_and_delete_through_the_internal_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["digest"], digest);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["digest"],
+        digest
+    );
     for reference in ["v1", "copied", digest.as_str()] {
-        assert_eq!(manifest_status(&reg, "other/app", reference).await, (200, digest.clone()));
+        assert_eq!(
+            manifest_status(&reg, "other/app", reference).await,
+            (200, digest.clone())
+        );
     }
     let r = reg
         .http
@@ -138,14 +167,20 @@ async fn tag_copy_and_delete_through_the_internal_api() {
     assert_eq!(r.bytes().await.unwrap().to_vec(), layer);
 
     // Copy an index: its children come along.
-    let (a, am) = reg.push_image("lib/multi", "a", &[&random_bytes(300)]).await;
-    let (b, bm) = reg.push_image("lib/multi", "b", &[&random_bytes(300)]).await;
+    let (a, am) = reg
+        .push_image("lib/multi", "a", &[&random_bytes(300)])
+        .await;
+    let (b, bm) = reg
+        .push_image("lib/multi", "b", &[&random_bytes(300)])
+        .await;
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": a, "size": am.len(), "platform": {"architecture": "amd64", "os": "linux"}},
         {"mediaType": OCI_MANIFEST, "digest": b, "size": bm.len(), "platform": {"architecture": "arm64", "os": "linux"}},
     ]}))
     .unwrap();
-    let idx = reg.put_manifest("lib/multi", "all", &index, OCI_INDEX).await;
+    let idx = reg
+        .put_manifest("lib/multi", "all", &index, OCI_INDEX)
+        .await;
     let r = internal(&reg, reqwest::Method::POST, "/copy")
         .json(&json!({"from": "lib/multi", "reference": idx, "to": "other/multi"}))
         .send()
@@ -155,7 +190,11 @@ async fn tag_copy_and_delete_through_the_internal_api() {
     for d in [&idx, &a, &b] {
         assert_eq!(manifest_status(&reg, "other/multi", d).await.0, 200, "{d}");
     }
-    assert_eq!(manifest_status(&reg, "other/multi", "all").await.0, 404, "no tags asked");
+    assert_eq!(
+        manifest_status(&reg, "other/multi", "all").await.0,
+        404,
+        "no tags asked"
+    );
     let r = internal(&reg, reqwest::Method::POST, "/copy")
         .json(&json!({"from": "lib/multi", "reference": "nope", "to": "other/multi"}))
         .send()
@@ -165,18 +204,28 @@ async fn tag_copy_and_delete_through_the_internal_api() {
 
     // Delete an artifact: by digest, all its tags with it.
     let path = format!("/artifacts?repository=lib/app&digest={digest}");
-    let r = internal(&reg, reqwest::Method::DELETE, &path).send().await.unwrap();
+    let r = internal(&reg, reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(manifest_status(&reg, "lib/app", &digest).await.0, 404);
     assert_eq!(manifest_status(&reg, "lib/app", "v1").await.0, 404);
     assert_eq!(manifest_status(&reg, "other/app", &digest).await.0, 200);
-    let r = internal(&reg, reqwest::Method::DELETE, &path).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
-    let r = internal(&reg, reqwest::Method::DELETE, "/artifacts?repository=lib/app")
+    let r = internal(&reg, reqwest::Method::DELETE, &path)
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    let r = internal(
+        &reg,
+        reqwest::Method::DELETE,
+        "/artifacts?repository=lib/app",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
 
     // The outbox names the actor core passed on.
@@ -192,5 +241,8 @@ async fn tag_copy_and_delete_through_the_internal_api() {
         .filter(|(_, a)| a.as_deref() == Some("carol"))
         .map(|(e, _)| e.as_str())
         .collect();
-    assert_eq!(by_carol, ["push", "delete_tag", "push", "push", "push", "delete"]);
+    assert_eq!(
+        by_carol,
+        ["push", "delete_tag", "push", "push", "push", "delete"]
+    );
 }

@@ -1,0 +1,212 @@
+//! `/v2/` through the proxy: skopeo round trips with digests unchanged, a
+//! 200 MiB blob streamed both ways in flat memory, and transfers that go on
+//! past the idle timeout while bytes flow.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha2::Digest as _;
+
+use crate::support::*;
+
+async fn skopeo_ok(args: &[&str]) {
+    let (ok, out) = skopeo(args).await;
+    assert!(ok, "skopeo {args:?} failed:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pushes_and_pulls_a_multi_layer_image_through_the_proxy() {
+    let site = Site::start().await;
+    let src = tempfile::tempdir().unwrap();
+    let manifest = oci_image(src.path(), "v1", 3, 400_000);
+    let oci_src = format!("oci:{}:v1", src.path().display());
+    skopeo_ok(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &oci_src,
+        &site.docker_ref("library/app:v1"),
+    ])
+    .await;
+
+    // The registry itself holds the manifest under the same digest.
+    let r = site
+        .http
+        .head(site.registry_url("/v2/library/app/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], manifest.as_str());
+
+    let dst = tempfile::tempdir().unwrap();
+    let oci_dst = format!("oci:{}:v1", dst.path().display());
+    skopeo_ok(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        &site.docker_ref("library/app:v1"),
+        &oci_dst,
+    ])
+    .await;
+    assert_eq!(layout_blobs(src.path()), layout_blobs(dst.path()));
+    assert_eq!(layout_corrupt_blobs(dst.path()), Vec::<String>::new());
+    let (ok, out) = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &site.docker_ref("library/app:v1"),
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(format!("sha256:{}", sha256_hex(out.as_bytes())), manifest);
+
+    // Every request got an access log line with its request id.
+    let log = site.proxy_log();
+    assert!(log.contains("access"), "{log}");
+    assert!(
+        log.contains("http.path=/v2/library/app/manifests/v1"),
+        "{log}"
+    );
+}
+
+const MIB: usize = 1 << 20;
+
+/// A deterministic body of `mib` MiB in 1 MiB chunks and its digest.
+fn big_body(
+    mib: usize,
+) -> (
+    impl Fn(usize) -> bytes::Bytes + Clone + Send + 'static,
+    String,
+) {
+    let base: Vec<u8> = (0..MIB).map(|_| rand::random::<u8>()).collect();
+    let base = bytes::Bytes::from(base);
+    let chunk = move |i: usize| {
+        let mut c = base.to_vec();
+        c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        bytes::Bytes::from(c)
+    };
+    let mut h = sha2::Sha256::new();
+    for i in 0..mib {
+        h.update(chunk(i));
+    }
+    let digest = format!("sha256:{}", hex_of(&h.finalize()));
+    (chunk, digest)
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mib_blob_streams_both_ways_in_flat_memory() {
+    let site = Site::start().await;
+    let mib = 200;
+    let (chunk, digest) = big_body(mib);
+
+    let r = site
+        .http
+        .post(site.url("/v2/big/blob/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put_url = if location.starts_with('/') {
+        site.url(&format!("{location}{sep}digest={digest}"))
+    } else {
+        format!("{location}{sep}digest={digest}")
+    };
+    let stream = futures_util::stream::iter(0..mib).map(move |i| Ok::<_, std::io::Error>(chunk(i)));
+    let r = site
+        .http
+        .put(put_url)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    let r = site
+        .http
+        .get(site.url(&format!("/v2/big/blob/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut h = sha2::Sha256::new();
+    let mut n = 0usize;
+    let mut body = r.bytes_stream();
+    while let Some(c) = body.next().await {
+        let c = c.unwrap();
+        n += c.len();
+        h.update(&c);
+    }
+    assert_eq!(n, mib * MIB);
+    assert_eq!(format!("sha256:{}", hex_of(&h.finalize())), digest);
+
+    let peak_mib = site.proxy.peak_rss_kib() / 1024;
+    eprintln!("proxy peak RSS after 2 x {mib} MiB: {peak_mib} MiB");
+    assert!(
+        peak_mib < 64,
+        "the proxy's peak RSS grew to {peak_mib} MiB: it buffers bodies"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_outlives_the_idle_timeout_while_bytes_flow_and_a_stall_is_cut() {
+    let site = Site::start_with(Options {
+        proxy_env: vec![("WHARF_PROXY_TIMEOUTS__IDLE_SECS".into(), "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let start = |site: &Site| {
+        let http = site.http.clone();
+        let url = site.url("/v2/slow/app/blobs/uploads/");
+        async move {
+            let r = http.post(url).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    // Eight chunks 700 ms apart: 5 s in all, never 2 s without bytes.
+    let location = start(&site).await;
+    let stream = futures_util::stream::iter(0..8u8).then(|i| async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![i; 64 * 1024]))
+    });
+    let started = std::time::Instant::now();
+    let r = site
+        .http
+        .patch(site.url(&location))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert!(started.elapsed() > Duration::from_secs(4));
+    assert_eq!(r.headers()["range"], format!("0-{}", 8 * 64 * 1024 - 1));
+
+    // A client that stalls for longer than the idle timeout is cut off.
+    let location = start(&site).await;
+    let stream = futures_util::stream::iter(0..2u8).then(|i| async move {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![i; 1024]))
+    });
+    let started = std::time::Instant::now();
+    let res = site
+        .http
+        .patch(site.url(&location))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{res:?}");
+    if let Ok(r) = res {
+        assert!(!r.status().is_success(), "{r:?}");
+    }
+}

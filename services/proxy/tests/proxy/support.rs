@@ -1,0 +1,548 @@
+//! Test harness: the real `wharf-proxy` in front of the real registry and
+//! core processes, on port 0, with a fresh database (cloned from a migrated
+//! template) and a fresh Redis key prefix per test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_wharf-proxy");
+pub const ADMIN_PASSWORD: &str = "Harbor12345";
+
+/// A sibling binary of this workspace, built on first use if missing.
+fn workspace_bin(package: &str) -> PathBuf {
+    let bin = PathBuf::from(PROXY_BIN).with_file_name(package);
+    if !bin.exists() {
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", package, "--bin", package])
+            .status()
+            .expect("cargo build");
+        assert!(st.success(), "building {package} failed");
+    }
+    bin
+}
+
+pub fn registry_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("wharf-registry")).clone()
+}
+
+pub fn core_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("wharf-core")).clone()
+}
+
+pub fn admin_url() -> String {
+    std::env::var("WHARF_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+fn db_url(name: &str) -> String {
+    let base = admin_url();
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+static TEMPLATE: OnceLock<Mutex<Option<String>>> = OnceLock::new();
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("connect to the test Postgres")
+}
+
+async fn template() -> String {
+    let lock = TEMPLATE.get_or_init(|| Mutex::new(None));
+    let mut guard = lock.lock().await;
+    if let Some(t) = guard.as_ref() {
+        return t.clone();
+    }
+    let name = format!(
+        "wharf_ptpl_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut c = admin().await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let out = Command::new(registry_bin())
+        .arg("migrate")
+        .env("WHARF_REGISTRY_DATABASE__URL", db_url(&name))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    *guard = Some(name.clone());
+    name
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let tpl = template().await;
+        let name = format!("wharf_p_{}_{}", std::process::id(), rand::random::<u32>());
+        let mut c = admin().await;
+        let lock = TEMPLATE.get().expect("template made").lock().await;
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {tpl}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        drop(lock);
+        TestDb {
+            url: db_url(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut c = admin().await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Deletes every Redis key under a prefix when dropped.
+pub struct RedisPrefix(pub String);
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(client) = redis::Client::open(redis_url()) {
+                if let Ok(mut c) = client.get_connection() {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query(&mut c)
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+                    }
+                }
+            }
+        })
+        .join();
+    }
+}
+
+/// `openssl req -x509` with the extra arguments; writes `<name>.key` and `<name>.crt`.
+fn openssl_cert(dir: &Path, name: &str, extra: &[&str]) {
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(extra)
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{name}.crt")))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(st.success());
+}
+
+/// A running process and the addresses its ready lines named.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+    pub https_addr: Option<String>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process is running")
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+}
+
+async fn spawn(bin: &Path, envs: &[(String, String)], stderr: Option<&Path>) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.envs(envs.iter().cloned())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    match stderr {
+        Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
+        None => cmd.stderr(Stdio::inherit()),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut https_addr = None;
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{} started", bin.display()))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} printed its ready line", bin.display()));
+        if let Some(a) = line.strip_prefix("https listening on ") {
+            https_addr = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Proc {
+        child,
+        addr,
+        https_addr,
+    }
+}
+
+/// An address nothing listens on (connections are refused).
+pub fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// What a test wants running behind the proxy.
+#[derive(Default)]
+pub struct Options {
+    pub core: bool,
+    pub tls: bool,
+    /// The portal upstream; a dead address when `None` (no portal yet).
+    pub portal: Option<String>,
+    pub proxy_env: Vec<(String, String)>,
+}
+
+/// The platform behind the proxy: an open registry, optionally core.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub db: TestDb,
+    pub redis: RedisPrefix,
+    pub registry: Option<Proc>,
+    pub core: Option<Proc>,
+    pub proxy: Proc,
+    /// `http://<proxy http addr>`
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Site {
+    pub async fn start() -> Site {
+        Site::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::new().await;
+        let redis = RedisPrefix(format!(
+            "wharf-ptest-{}-{}:",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let registry_env = vec![
+            ("WHARF_REGISTRY_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "WHARF_REGISTRY_DATA_DIR".to_owned(),
+                dir.path().join("registry").display().to_string(),
+            ),
+            ("WHARF_REGISTRY_DATABASE__URL".to_owned(), db.url.clone()),
+            ("WHARF_REGISTRY_LOG__LEVEL".to_owned(), "warn".to_owned()),
+        ];
+        let registry = spawn(&registry_bin(), &registry_env, None).await;
+        let core = if opts.core {
+            openssl_cert(dir.path(), "token", &["-subj", "/CN=wharf-test-token"]);
+            let env = vec![
+                ("WHARF_CORE_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+                (
+                    "WHARF_CORE_EXTERNAL_URL".to_owned(),
+                    "http://wharf.test".to_owned(),
+                ),
+                ("WHARF_CORE_DATABASE__URL".to_owned(), db.url.clone()),
+                ("WHARF_CORE_REDIS__URL".to_owned(), redis_url()),
+                ("WHARF_CORE_REDIS__PREFIX".to_owned(), redis.0.clone()),
+                (
+                    "WHARF_CORE_TOKEN__PRIVATE_KEY".to_owned(),
+                    dir.path().join("token.key").display().to_string(),
+                ),
+                (
+                    "WHARF_CORE_ADMIN_INITIAL_PASSWORD".to_owned(),
+                    ADMIN_PASSWORD.to_owned(),
+                ),
+                (
+                    "WHARF_CORE_REGISTRY__URL".to_owned(),
+                    format!("http://{}", registry.addr),
+                ),
+                ("WHARF_CORE_LOG__LEVEL".to_owned(), "warn".to_owned()),
+            ];
+            Some(spawn(&core_bin(), &env, None).await)
+        } else {
+            None
+        };
+        let mut env = vec![
+            (
+                "WHARF_PROXY_LISTEN_HTTP".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+            (
+                "WHARF_PROXY_UPSTREAMS__REGISTRY".to_owned(),
+                format!("http://{}", registry.addr),
+            ),
+            (
+                "WHARF_PROXY_UPSTREAMS__CORE".to_owned(),
+                format!(
+                    "http://{}",
+                    core.as_ref().map_or_else(dead_addr, |c| c.addr.clone())
+                ),
+            ),
+            (
+                "WHARF_PROXY_UPSTREAMS__PORTAL".to_owned(),
+                format!("http://{}", opts.portal.clone().unwrap_or_else(dead_addr)),
+            ),
+            ("WHARF_PROXY_LOG__LEVEL".to_owned(), "info".to_owned()),
+        ];
+        if opts.tls {
+            openssl_cert(
+                dir.path(),
+                "proxy",
+                &[
+                    "-subj",
+                    "/CN=localhost",
+                    "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
+                ],
+            );
+            env.extend([
+                (
+                    "WHARF_PROXY_LISTEN_HTTPS".to_owned(),
+                    "127.0.0.1:0".to_owned(),
+                ),
+                (
+                    "WHARF_PROXY_TLS__CERTIFICATE".to_owned(),
+                    dir.path().join("proxy.crt").display().to_string(),
+                ),
+                (
+                    "WHARF_PROXY_TLS__PRIVATE_KEY".to_owned(),
+                    dir.path().join("proxy.key").display().to_string(),
+                ),
+            ]);
+        }
+        env.extend(opts.proxy_env);
+        let proxy = spawn(
+            Path::new(PROXY_BIN),
+            &env,
+            Some(&dir.path().join("proxy.log")),
+        )
+        .await;
+        Site {
+            url: format!("http://{}", proxy.addr),
+            dir,
+            db,
+            redis,
+            registry: Some(registry),
+            core,
+            proxy,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// `docker://<proxy>/<reference>` for skopeo.
+    pub fn docker_ref(&self, reference: &str) -> String {
+        format!("docker://{}/{reference}", self.proxy.addr)
+    }
+
+    pub fn registry_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.registry.as_ref().unwrap().addr)
+    }
+
+    /// The proxy's log so far (stderr, where the access log goes).
+    pub fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
+    }
+
+    pub fn proxy_cert(&self) -> PathBuf {
+        self.dir.path().join("proxy.crt")
+    }
+
+    pub async fn kill_registry(&mut self) {
+        if let Some(mut c) = self.registry.take() {
+            c.child.kill().await.unwrap();
+        }
+    }
+
+    pub async fn kill_core(&mut self) {
+        if let Some(mut c) = self.core.take() {
+            c.child.kill().await.unwrap();
+        }
+    }
+}
+
+/// Runs skopeo; returns (success, combined output).
+pub async fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .await
+        .expect("skopeo is installed");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Writes a multi-layer OCI image layout with real tar+gzip layers; returns the manifest digest.
+pub fn oci_image(dir: &Path, tag: &str, layers: usize, layer_size: usize) -> String {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let put = |b: &[u8]| -> (String, usize) {
+        let hex = sha256_hex(b);
+        std::fs::write(dir.join("blobs/sha256").join(&hex), b).unwrap();
+        (format!("sha256:{hex}"), b.len())
+    };
+    let mut ls = vec![];
+    let mut diff_ids = vec![];
+    for i in 0..layers {
+        let mut tarball = tar::Builder::new(Vec::new());
+        let content: Vec<u8> = (0..layer_size).map(|_| rand::random::<u8>()).collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tarball
+            .append_data(&mut h, format!("layer{i}.bin"), &content[..])
+            .unwrap();
+        let raw = tarball.into_inner().unwrap();
+        diff_ids.push(format!("sha256:{}", sha256_hex(&raw)));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        let (d, n) = put(&gz.finish().unwrap());
+        ls.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}})).unwrap();
+    let (cd, cn) = put(&config);
+    let m = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": ls})).unwrap();
+    let (md, mn) = put(&m);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
+
+/// The blob digests of an OCI layout, sorted.
+pub fn layout_blobs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Blobs whose content does not hash to their name.
+pub fn layout_corrupt_blobs(dir: &Path) -> Vec<String> {
+    layout_blobs(dir)
+        .into_iter()
+        .filter(|h| sha256_hex(&std::fs::read(dir.join("blobs/sha256").join(h)).unwrap()) != *h)
+        .collect()
+}
+
+/// A tiny HTTP/1.1 server that answers every request with the request head
+/// it received as JSON (`{"headers": [[name, value]…], "target": …}`): a
+/// stand-in upstream that lets a test see exactly what the proxy sent.
+pub async fn echo_upstream() -> String {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                loop {
+                    let Ok(Some(target)) = lines.next_line().await else {
+                        return;
+                    };
+                    let mut headers = vec![];
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = l.split_once(':') {
+                            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                        }
+                    }
+                    let body =
+                        serde_json::json!({"target": target, "headers": headers}).to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-upstream-hop: 1\r\nconnection: keep-alive, x-upstream-hop\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if w.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
