@@ -358,7 +358,9 @@ where
         match item {
             Ok(chunk) if chunk.is_empty() => {}
             Ok(chunk) => {
-                if to_hasher.send(chunk.clone()).await.is_err() || to_writer.send(chunk).await.is_err() {
+                if to_hasher.send(chunk.clone()).await.is_err()
+                    || to_writer.send(chunk).await.is_err()
+                {
                     break; // the writer failed; its error is the one to report
                 }
             }
@@ -373,7 +375,12 @@ where
     let res = writer.await;
     let hasher = match hashing.await {
         Ok(h) => h,
-        Err(e) => return (Err(Error::Io(std::io::Error::other(e))), Hasher::new(Algorithm::Sha256)),
+        Err(e) => {
+            return (
+                Err(Error::Io(std::io::Error::other(e))),
+                Hasher::new(Algorithm::Sha256),
+            )
+        }
     };
     let res = match (res, body_err) {
         (Err(e), _) => Err(Error::Io(std::io::Error::other(e))),
@@ -397,7 +404,9 @@ struct Writeback {
 
 impl Writeback {
     fn start(f: &File) -> Writeback {
-        let Ok(clone) = f.try_clone() else { return Writeback { tx: None } };
+        let Ok(clone) = f.try_clone() else {
+            return Writeback { tx: None };
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
         tokio::task::spawn_blocking(move || {
             while rx.recv().is_ok() {

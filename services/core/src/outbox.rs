@@ -63,9 +63,16 @@ pub async fn consume_once(app: &AppState, limit: i64) -> wharf_catalog::Result<u
     Ok(events.len())
 }
 
+/// At most this many batches' metadata are read at once, so a backlog read
+/// after downtime does not flood the registry.
+static WARMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Reads the metadata of freshly pushed artifacts, best effort: a miss is
 /// read on demand later.
 async fn warm(app: AppState, pushed: Vec<(String, Digest)>) {
+    let Ok(_permit) = WARMING.acquire().await else {
+        return;
+    };
     for (repo, digest) in pushed {
         if let Err(e) = crate::meta::ensure(&app, &repo, &digest).await {
             tracing::debug!(error = %e, repository.name = %repo, artifact.digest = %digest, "reading artifact metadata failed");

@@ -168,7 +168,7 @@ async fn read(
         .http
         .get(u)
         .bearer_auth(pull_token(app, repository)?)
-        .timeout(Duration::from_secs(10));
+        .timeout(Duration::from_secs(5));
     if let Some(a) = accept {
         req = req.header(http::header::ACCEPT, a);
     }

@@ -30,15 +30,26 @@ struct Inner {
 impl ManifestCache {
     /// A cache holding at most `max_bytes` of manifests.
     pub fn new(max_bytes: usize) -> ManifestCache {
-        ManifestCache { max_bytes, inner: RwLock::new(Inner::default()) }
+        ManifestCache {
+            max_bytes,
+            inner: RwLock::new(Inner::default()),
+        }
     }
 
     pub fn get(&self, d: &Digest) -> Option<Arc<Cached>> {
-        self.inner.read().expect("manifest cache lock").entries.get(d).cloned()
+        self.inner
+            .read()
+            .expect("manifest cache lock")
+            .entries
+            .get(d)
+            .cloned()
     }
 
     pub fn insert(&self, d: Digest, bytes: Bytes) -> Arc<Cached> {
-        let entry = Arc::new(Cached { media_type: sniff_media_type(&bytes), bytes });
+        let entry = Arc::new(Cached {
+            media_type: sniff_media_type(&bytes),
+            bytes,
+        });
         let size = entry.bytes.len();
         if size > self.max_bytes / 16 {
             return entry; // too large to be worth a slot
@@ -65,7 +76,10 @@ mod tests {
         let c = ManifestCache::new(1600);
         let m = br#"{"schemaVersion":2,"manifests":[]}"#;
         let d = Digest::sha256_of(m);
-        assert_eq!(c.insert(d.clone(), Bytes::from_static(m)).media_type, wharf_oci::media::OCI_INDEX);
+        assert_eq!(
+            c.insert(d.clone(), Bytes::from_static(m)).media_type,
+            wharf_oci::media::OCI_INDEX
+        );
         assert!(c.get(&d).is_some());
         for i in 0..100u32 {
             let b = Bytes::from(format!("{{\"schemaVersion\":2,\"i\":{i}}}").into_bytes());

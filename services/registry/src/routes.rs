@@ -57,7 +57,11 @@ async fn request_span(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        });
     let span = tracing::info_span!("request", request_id = %id, http.method = %req.method(), http.path = %req.uri().path(), repository.name = tracing::field::Empty);
     let started = Instant::now();
     async move {

@@ -181,9 +181,9 @@ fn successors(shape: &Shape, s: &State) -> Vec<(String, State)> {
         }
     }
     // Manifest PUTs: KEY SHARE every reference (live), then commit.
-    for m in 0..2 {
+    for (m, def) in MANIFESTS.iter().enumerate() {
         let pid = shape.put_pid(m);
-        let refs = MANIFESTS[m].refs;
+        let refs = def.refs;
         let mut n = s.clone();
         match s.puts[m] {
             Pc::Start => {
@@ -295,9 +295,9 @@ fn successors(shape: &Shape, s: &State) -> Vec<(String, State)> {
 
 /// I1–I3; `prev` is the state before the step.
 fn check(prev: &State, s: &State) -> Result<(), String> {
-    for m in 0..2 {
+    for (m, def) in MANIFESTS.iter().enumerate() {
         if s.acked[m] {
-            for &d in MANIFESTS[m].refs {
+            for &d in def.refs {
                 if s.rows[d] != Row::Live || !s.files[d] {
                     return Err(format!(
                         "I1: manifest {m} acknowledged but d{d} is {:?}, file {}",

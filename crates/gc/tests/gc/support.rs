@@ -12,7 +12,6 @@ use std::time::Duration;
 use sha2::Digest as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
 
 pub const SECRET: &str = "gc-test-secret";
 
@@ -35,98 +34,8 @@ pub fn registry_bin() -> PathBuf {
     .clone()
 }
 
-pub fn admin_url() -> String {
-    std::env::var("WHARF_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url(name: &str) -> String {
-    let base = admin_url();
-    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
-    format!("{prefix}/{name}")
-}
-
-static TEMPLATE: OnceLock<Mutex<Option<String>>> = OnceLock::new();
-
-async fn admin() -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(&admin_url())
-        .await
-        .expect("connect to the test Postgres")
-}
-
-async fn template() -> String {
-    let lock = TEMPLATE.get_or_init(|| Mutex::new(None));
-    let mut guard = lock.lock().await;
-    if let Some(t) = guard.as_ref() {
-        return t.clone();
-    }
-    let name = format!(
-        "wharf_gtpl_{}_{}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let mut c = admin().await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let out = Command::new(registry_bin())
-        .arg("migrate")
-        .env("WHARF_REGISTRY_DATABASE__URL", db_url(&name))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    *guard = Some(name.clone());
-    name
-}
-
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn new() -> TestDb {
-        let tpl = template().await;
-        let name = format!("wharf_g_{}_{}", std::process::id(), rand::random::<u32>());
-        let mut c = admin().await;
-        let lock = TEMPLATE.get().expect("template made").lock().await;
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {tpl}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        drop(lock);
-        TestDb {
-            url: db_url(&name),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = admin().await;
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-            });
-        })
-        .join();
-    }
-}
+/// A fresh migrated database per test, dropped when the test ends.
+pub use wharf_testkit::TestDb;
 
 /// The registry binary on a fresh volume and database, plus a pool and a collector.
 pub struct Site {

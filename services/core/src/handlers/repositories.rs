@@ -362,7 +362,18 @@ async fn delete_repository(
             Err(e) => return Err(e),
         }
     }
-    repositories::delete_meta(&app.db, r.id).await?;
+    let mut tx = app.db.begin().await?;
+    repositories::delete_meta(&mut *tx, r.id).await?;
+    wharf_catalog::audit::record(
+        &mut tx,
+        Some(ctx.project.project_id),
+        "delete",
+        "repository",
+        name.as_str(),
+        who.username(),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(http::StatusCode::OK.into_response())
 }
 

@@ -307,6 +307,10 @@ async fn browse_tag_copy_and_delete_through_the_api() {
     assert_eq!(s, 404);
     let (_, v) = admin_json(&site, "/projects/cat/repositories").await;
     assert_eq!(names(&v, "name"), ["cat/team/tool"]);
+    let e = audit_entries(&site, "delete", "cat/app").await;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["resource_type"], "repository");
+    assert_eq!(e[0]["username"], "admin");
 }
 
 #[tokio::test]

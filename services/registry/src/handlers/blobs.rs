@@ -86,7 +86,10 @@ pub(crate) fn file_body(mut file: File, start: u64, len: u64) -> Body {
             match (&mut file).take(n).read_to_end(&mut buf) {
                 Ok(got) if got as u64 == n => {}
                 Ok(_) => {
-                    let _ = tx.blocking_send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its size")));
+                    let _ = tx.blocking_send(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob shorter than its size",
+                    )));
                     return;
                 }
                 Err(e) => {

@@ -59,7 +59,8 @@ pub async fn get(
     head: bool,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let unknown = || Error::ManifestUnknown(format!("manifest {reference} is not in repository {repo}"));
+    let unknown =
+        || Error::ManifestUnknown(format!("manifest {reference} is not in repository {repo}"));
     // The link files are a few bytes each and hot in the page cache: reading
     // them inline costs less than a hop to the blocking pool, which matters
     // on the busiest path a registry has.
@@ -102,10 +103,16 @@ pub async fn get(
 
 /// Reads a manifest from files only: a pull never waits on Postgres.
 /// The digest `reference` names in `repo`, if the repository holds it.
-fn resolve(store: &wharf_storage::Store, repo: &RepositoryName, reference: &Reference) -> Result<Option<Digest>> {
+fn resolve(
+    store: &wharf_storage::Store,
+    repo: &RepositoryName,
+    reference: &Reference,
+) -> Result<Option<Digest>> {
     Ok(match reference {
         Reference::Tag(t) => store.read_link(&store.layout.tag_current_link(repo, t))?,
-        Reference::Digest(d) => store.read_link(&store.layout.revision_link(repo, d))?.map(|_| d.clone()),
+        Reference::Digest(d) => store
+            .read_link(&store.layout.revision_link(repo, d))?
+            .map(|_| d.clone()),
     })
 }
 

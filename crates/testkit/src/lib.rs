@@ -1,0 +1,78 @@
+//! Test support shared by the services' integration tests: a fresh, migrated
+//! Postgres database per test, dropped when the test ends, so nothing is left
+//! on the server. Migrations run through the same code as `wharf-registry
+//! migrate`.
+
+use sqlx::Connection;
+
+/// The server the tests use: `WHARF_TEST_DATABASE_URL`, or the local trust-auth Postgres.
+pub fn admin_url() -> String {
+    std::env::var("WHARF_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn db_url(name: &str) -> String {
+    let base = admin_url();
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+async fn admin() -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("connect to the test Postgres (see README)")
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a database with a unique name.
+    pub async fn new() -> TestDb {
+        let name = format!("wharf_t_{}_{}", std::process::id(), rand::random::<u32>());
+        let mut c = admin().await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .expect("create test database");
+        let db = TestDb {
+            url: db_url(&name),
+            name,
+        };
+        let pool = db.connect().await;
+        wharf_catalog::migrate(&pool)
+            .await
+            .expect("migrate test database");
+        pool.close().await;
+        db
+    }
+
+    pub async fn connect(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; a
+        // thread with its own runtime does the async work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut c = admin().await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
