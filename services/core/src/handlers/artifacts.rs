@@ -406,7 +406,8 @@ async fn get_artifact(
 }
 
 /// Deletes the artifact (all its tags with it) through the registry. Its
-/// referrers go first; an artifact that a live index lists is refused.
+/// referrers go first; an artifact that a live index lists is refused; an
+/// index's untagged children that no other index lists go with it.
 async fn delete_artifact(
     State(app): State<AppState>,
     who: Principal,
@@ -456,7 +457,29 @@ async fn delete_artifact(
             Err(e) => return Err(e),
         }
     }
+    let children: Vec<artifacts::ReferenceRow> = if media::is_index(&row.media_type) {
+        artifacts::references_of(&app.db, &[row.id]).await?
+    } else {
+        vec![]
+    };
     crate::registry::delete_artifact(&app, &r.name, &digest, who.username()).await?;
+    // As Harbor does: an index takes its children along, unless they are
+    // tagged or another index still lists them.
+    for c in children {
+        let Some(child_id) = c.child_id else { continue };
+        if !artifacts::parents_of(&app.db, r.id, &c.child_digest)
+            .await?
+            .is_empty()
+            || !artifacts::tags_of(&app.db, &[child_id]).await?.is_empty()
+        {
+            continue;
+        }
+        let child = digest_text(&c.child_digest);
+        match crate::registry::delete_artifact(&app, &r.name, &child, who.username()).await {
+            Ok(()) | Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(http::StatusCode::OK.into_response())
 }
 

@@ -121,7 +121,10 @@ fn free_addr() -> String {
 
 /// A running platform: core and registry sharing one catalogue, with core's
 /// token service as the registry's realm.
+/// Fields drop in order: the processes stop before their database goes.
 pub struct Site {
+    core_child: Option<Child>,
+    registry_child: Option<Child>,
     pub core: String,
     pub registry: String,
     pub registry_addr: String,
@@ -129,8 +132,6 @@ pub struct Site {
     pub db: TestDb,
     pub redis: RedisPrefix,
     pub http: reqwest::Client,
-    core_child: Option<Child>,
-    registry_child: Option<Child>,
     core_env: Vec<(String, String)>,
     core_addr: String,
 }

@@ -73,14 +73,15 @@ pub fn keypair(dir: &Path) {
     assert!(st.success());
 }
 
+/// Fields drop in order: the process stops before its database goes.
 pub struct Registry {
+    child: Option<Child>,
     pub base: String,
     pub addr: String,
     pub data: tempfile::TempDir,
     pub db: TestDb,
     pub auth: Option<Auth>,
     pub http: reqwest::Client,
-    child: Option<Child>,
     extra_env: Vec<(String, String)>,
 }
 
