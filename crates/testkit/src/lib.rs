@@ -76,3 +76,60 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The Redis the tests use: `WHARF_TEST_REDIS_URL`, or the local server.
+pub fn redis_url() -> String {
+    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// A Redis key prefix of its own for one test; every key under it is
+/// deleted when dropped.
+pub struct RedisPrefix(pub String);
+
+impl RedisPrefix {
+    pub fn unique() -> RedisPrefix {
+        RedisPrefix(format!(
+            "wharf-test-{}-{}:",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(client) = redis::Client::open(redis_url()) {
+                if let Ok(mut c) = client.get_connection() {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query(&mut c)
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+                    }
+                }
+            }
+        })
+        .join();
+    }
+}
+
+/// Writes an RSA key and a self-signed certificate with the openssl CLI;
+/// `extra` carries the subject and any extensions.
+pub fn self_signed_cert(key: &std::path::Path, cert: &std::path::Path, extra: &[&str]) {
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(extra)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(st.success(), "openssl could not make a certificate");
+}

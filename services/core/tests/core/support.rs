@@ -40,57 +40,17 @@ pub fn registry_bin() -> PathBuf {
     .clone()
 }
 
-pub fn redis_url() -> String {
-    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
 /// A fresh migrated database per test, dropped when the test ends.
 pub use wharf_testkit::TestDb;
 
-/// Deletes every Redis key under a prefix when dropped.
-pub struct RedisPrefix(pub String);
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(client) = redis::Client::open(redis_url()) {
-                if let Ok(mut c) = client.get_connection() {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}*"))
-                        .query(&mut c)
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-                    }
-                }
-            }
-        })
-        .join();
-    }
-}
+pub use wharf_testkit::{redis_url, RedisPrefix};
 
 fn keypair(dir: &Path) {
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=wharf-test-token",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("token.key"))
-        .arg("-out")
-        .arg(dir.join("token.crt"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed (.ci/run installs it)");
-    assert!(st.success());
+    wharf_testkit::self_signed_cert(
+        &dir.join("token.key"),
+        &dir.join("token.crt"),
+        &["-subj", "/CN=wharf-test-token"],
+    );
 }
 
 async fn spawn(bin: &Path, envs: &[(String, String)]) -> (Child, String) {
@@ -143,11 +103,7 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         keypair(dir.path());
         let db = TestDb::new().await;
-        let redis = RedisPrefix(format!(
-            "wharf-test-{}-{}:",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let redis = RedisPrefix::unique();
         // Core's address must be known before the registry starts (it is the realm).
         let core_addr = free_addr();
         let registry_env = vec![

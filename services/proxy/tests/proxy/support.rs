@@ -38,51 +38,18 @@ pub fn core_bin() -> PathBuf {
     BIN.get_or_init(|| workspace_bin("wharf-core")).clone()
 }
 
-pub fn redis_url() -> String {
-    std::env::var("WHARF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
 /// A fresh migrated database per test, dropped when the test ends.
 pub use wharf_testkit::TestDb;
 
-/// Deletes every Redis key under a prefix when dropped.
-pub struct RedisPrefix(pub String);
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(client) = redis::Client::open(redis_url()) {
-                if let Ok(mut c) = client.get_connection() {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}*"))
-                        .query(&mut c)
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-                    }
-                }
-            }
-        })
-        .join();
-    }
-}
+pub use wharf_testkit::{redis_url, RedisPrefix};
 
 /// `openssl req -x509` with the extra arguments; writes `<name>.key` and `<name>.crt`.
 fn openssl_cert(dir: &Path, name: &str, extra: &[&str]) {
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(extra)
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.crt")))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed");
-    assert!(st.success());
+    wharf_testkit::self_signed_cert(
+        &dir.join(format!("{name}.key")),
+        &dir.join(format!("{name}.crt")),
+        extra,
+    );
 }
 
 /// A running process and the addresses its ready lines named.
@@ -177,11 +144,7 @@ impl Site {
     pub async fn start_with(opts: Options) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::new().await;
-        let redis = RedisPrefix(format!(
-            "wharf-ptest-{}-{}:",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let redis = RedisPrefix::unique();
         let registry_env = vec![
             ("WHARF_REGISTRY_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
             (

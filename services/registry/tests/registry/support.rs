@@ -51,26 +51,11 @@ impl Auth {
 
 /// Makes an RSA key and self-signed certificate with the openssl CLI.
 pub fn keypair(dir: &Path) {
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=wharf-test-token",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed (.ci/run installs it)");
-    assert!(st.success());
+    wharf_testkit::self_signed_cert(
+        &dir.join("key.pem"),
+        &dir.join("cert.pem"),
+        &["-subj", "/CN=wharf-test-token"],
+    );
 }
 
 /// Fields drop in order: the process stops before its database goes.
