@@ -470,14 +470,25 @@ pub async fn backoff_blobs(db: impl PgExecutor<'_>, keys: &[Vec<u8>]) -> Result<
 // Step B, run by the registry.
 
 /// Locks the `deleting` rows among `keys`; returns them with their sizes.
-/// Rows another step B holds are skipped (they stay `deleting`, I3).
+///
+/// This waits for the lock rather than skipping (gc.md's plain `FOR
+/// UPDATE`). Nobody holds a `deleting` row for long: a writer that finds it
+/// holds `KEY SHARE` only until it rolls back to wait, and another step B on
+/// the same digest deletes the row, which the re-check of `state` after the
+/// wait then skips. `SKIP LOCKED` here used to leave a row that a waiting
+/// writer happened to hold at that instant `deleting`, unreported, until
+/// Phase 0 of a later run (60 s on), and every push of the digest got 503
+/// in the meantime. `lock_timeout` bounds the wait.
 pub async fn lock_deleting_blobs(
     tx: &mut PgConnection,
     keys: &[Vec<u8>],
 ) -> Result<Vec<(Vec<u8>, i64)>> {
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query(
         "SELECT digest, size FROM blob WHERE digest = ANY($1) AND state = 'deleting'
-          ORDER BY digest FOR UPDATE SKIP LOCKED",
+          ORDER BY digest FOR UPDATE",
     )
     .bind(keys)
     .fetch_all(&mut *tx)
@@ -583,4 +594,17 @@ pub async fn dry_run_blobs(tx: &mut PgConnection, grace_secs: i64) -> Result<(i6
     .fetch_one(&mut *tx)
     .await?;
     Ok((row.get(0), row.get(1)))
+}
+
+/// Ends a run whose worker was lost, leaving its heartbeat as it was, so
+/// that the next run's Phase 0 sees its `deleting` rows as stale.
+pub async fn abandon_run(db: impl PgExecutor<'_>, run: i64, reason: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE gc_run SET status = 'error', error = $2, phase = 'done', finished_at = now() WHERE id = $1 AND finished_at IS NULL",
+    )
+    .bind(run)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -139,7 +139,11 @@ pub async fn lock_linked_blob(
     .await?)
 }
 
-/// Queues a digest for the collector to review once the grace window has passed.
+/// Queues a digest for the collector to review once the grace window has
+/// passed. A digest already queued keeps the earlier of the two times: the
+/// queue is only a hint (step A re-checks every predicate, the grace window
+/// included), and a delete made with a shorter window must not wait for a
+/// longer one asked for at upload.
 pub async fn queue_blobs(tx: &mut PgConnection, digests: &[Digest], grace_secs: i64) -> Result<()> {
     let mut keys: Vec<&[u8]> = digests.iter().map(|d| d.as_bytes()).collect();
     keys.sort();
@@ -147,7 +151,8 @@ pub async fn queue_blobs(tx: &mut PgConnection, digests: &[Digest], grace_secs: 
     sqlx::query(
         "INSERT INTO gc_queue (kind, key, review_after)
          SELECT 'blob', k, now() + make_interval(secs => $2) FROM unnest($1::bytea[]) AS k ORDER BY k
-         ON CONFLICT (kind, key) DO NOTHING",
+         ON CONFLICT (kind, key) DO UPDATE SET review_after = EXCLUDED.review_after
+           WHERE gc_queue.attempts = 0 AND gc_queue.review_after > EXCLUDED.review_after",
     )
     .bind(keys)
     .bind(grace_secs as f64)

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod gc;
 pub mod immutable;
 pub mod index;
+pub mod jobs;
 pub mod policy;
 pub mod projects;
 pub mod quotas;

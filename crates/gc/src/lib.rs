@@ -5,6 +5,7 @@
 
 mod registry;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use wharf_catalog::gc::{self as sql, RunCounters};
 use wharf_oci::Digest;
+use wharf_storage::failpoint;
 
 pub use registry::{ManifestsVacuumed, Reconciled, RegistryClient, Vacuumed};
 
@@ -85,6 +87,9 @@ pub struct Collector {
     db: PgPool,
     registry: RegistryClient,
     log: Option<LogSink>,
+    /// Where this collector's failpoints (G1, G3) look; `None` means the
+    /// process-wide `WHARF_FAILPOINTS_DIR`, if set.
+    failpoints: Option<Arc<Path>>,
 }
 
 /// Counters shared by the sweep loops.
@@ -120,6 +125,23 @@ impl Collector {
             db,
             registry,
             log: None,
+            failpoints: None,
+        }
+    }
+
+    /// Arms this collector's failpoints from `dir` rather than the process-wide
+    /// `WHARF_FAILPOINTS_DIR`, so that race tests running next to other tests
+    /// in one process pause only their own collector (see
+    /// `wharf_storage::failpoint`).
+    pub fn with_failpoints(mut self, dir: &Path) -> Collector {
+        self.failpoints = Some(Arc::from(dir));
+        self
+    }
+
+    async fn failpoint(&self, name: &str) {
+        match &self.failpoints {
+            Some(dir) => failpoint::pause_in(Some(dir), name).await,
+            None => failpoint::pause(name).await,
         }
     }
 
@@ -228,6 +250,18 @@ impl Collector {
             let n = sql::queue_untagged(&self.db, params.grace_secs).await?;
             self.log(format!("phase 1: queued {n} untagged manifests"));
         }
+        if params.delete_untagged && !totals.stopped() {
+            sql::set_phase(&self.db, run, "sweep").await?;
+            self.sweep(params, run, &totals, sql::MANIFEST).await?;
+            self.log(format!(
+                "phase 3: purged {} manifests",
+                totals.manifests.load(Ordering::Relaxed)
+            ));
+        }
+        // The mark follows the manifest sweep: the blobs those deletions
+        // freed are queued by the registry with ON CONFLICT DO NOTHING, so one
+        // already queued for later (a chunk found it busy) would otherwise
+        // wait for a later run, and this run would not reclaim it (I4).
         sql::set_phase(&self.db, run, "mark").await?;
         let t = Instant::now();
         let n = sql::mark(&self.db, params.grace_secs).await?;
@@ -237,13 +271,6 @@ impl Collector {
         ));
 
         sql::set_phase(&self.db, run, "sweep").await?;
-        if params.delete_untagged && !totals.stopped() {
-            self.sweep(params, run, &totals, sql::MANIFEST).await?;
-            self.log(format!(
-                "phase 3: purged {} manifests",
-                totals.manifests.load(Ordering::Relaxed)
-            ));
-        }
         if !totals.stopped() {
             self.sweep(params, run, &totals, sql::BLOB).await?;
             self.log(format!(
@@ -371,6 +398,7 @@ impl Collector {
         }
         let a = sql::step_a_blobs(&mut tx, run, &claimed, params.grace_secs, true).await?;
         tx.commit().await?;
+        self.failpoint("G1").await;
         let mut c = RunCounters {
             examined: claimed.len() as i64,
             kept: a.kept as i64,
@@ -384,6 +412,7 @@ impl Collector {
                 .collect();
             match self.registry.vacuum(run, &digests).await {
                 Ok(v) => {
+                    self.failpoint("G3").await;
                     c.deleted = v.deleted.len() as i64;
                     c.bytes_freed = v.bytes;
                     c.errors = v.failed.len() as i64;

@@ -2,6 +2,7 @@
 //! link files and crash-safe upload sessions. Nothing here talks to the
 //! catalogue; the registry decides when a placed file becomes visible.
 
+pub mod failpoint;
 mod layout;
 mod uploads;
 

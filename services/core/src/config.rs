@@ -22,6 +22,7 @@ pub struct Config {
     pub admin_initial_password: Secret,
     pub session_timeout_secs: u64,
     pub registry: Registry,
+    pub jobservice: Jobservice,
     pub robot_name_prefix: String,
     pub log: Log,
 }
@@ -74,6 +75,14 @@ pub struct Registry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Jobservice {
+    /// Jobservice's internal address; `/health` reports it. Jobs themselves
+    /// go through Redis (`redis.prefix`), not this address.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Log {
     pub level: String,
     pub json: bool,
@@ -103,6 +112,9 @@ impl Default for Config {
             registry: Registry {
                 url: "http://127.0.0.1:5000".into(),
                 internal_secret: Secret(String::new()),
+            },
+            jobservice: Jobservice {
+                url: "http://127.0.0.1:8888".into(),
             },
             robot_name_prefix: "robot$".into(),
             log: Log {

@@ -26,6 +26,8 @@ pub struct App {
     pub config: Config,
     pub db: PgPool,
     pub redis: redis::aio::ConnectionManager,
+    /// Where jobs go (the same Redis, core's key prefix).
+    pub queue: wharf_jobs::Queue,
     pub signer: wharf_token::Signer,
     pub credentials: auth::CredentialCache,
     pub http: reqwest::Client,
@@ -38,9 +40,10 @@ impl App {
         let db =
             wharf_catalog::connect(&config.database.url.0, config.database.max_connections).await?;
         let client = redis::Client::open(config.redis.url.0.as_str()).context("redis.url")?;
-        let redis = redis::aio::ConnectionManager::new(client)
+        let redis = redis::aio::ConnectionManager::new(client.clone())
             .await
             .context("connecting to Redis")?;
+        let queue = wharf_jobs::Queue::new(client, redis.clone(), &config.redis.prefix);
         let key = std::fs::read(&config.token.private_key).with_context(|| {
             format!(
                 "reading token.private_key {}",
@@ -56,6 +59,7 @@ impl App {
             config,
             db,
             redis,
+            queue,
             signer,
             credentials: auth::CredentialCache::default(),
             http,

@@ -25,6 +25,7 @@ pub fn router(app: AppState) -> Router {
         .merge(handlers::artifacts::routes())
         .merge(handlers::tags::routes())
         .merge(handlers::audit::routes())
+        .merge(handlers::gc::routes())
         .merge(handlers::health::routes());
     Router::new()
         .nest("/api/v2.0", api)

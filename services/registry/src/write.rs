@@ -8,7 +8,7 @@ use bytes::Bytes;
 use wharf_catalog::index::{self, BlobClaim, Event, ManifestClaim, NewManifest};
 use wharf_catalog::policy::{self, Write};
 use wharf_oci::{Digest, Manifest, RefKind, Reference, RepositoryName, Tag};
-use wharf_storage::{FinishedUpload, Store};
+use wharf_storage::{failpoint, FinishedUpload, Store};
 
 use crate::error::{Error, Result};
 use crate::App;
@@ -79,6 +79,7 @@ pub async fn commit_blob(
         let repo_id = index::ensure_repository(&mut tx, repo.as_str()).await?;
         match index::claim_blob(&mut tx, &digest, size).await? {
             BlobClaim::Inserted => {
+                failpoint::pause("W1").await;
                 let (src, d) = (up.data.clone(), digest.clone());
                 fs(&app.store, move |s| s.place_blob(&src, &d)).await?;
             }
@@ -112,6 +113,8 @@ pub async fn commit_blob(
             },
         )
         .await?;
+        // After the rename (or, for a live row, holding its KEY SHARE).
+        failpoint::pause("W2").await;
         tx.commit().await?;
         let dir = up.dir.clone();
         fs(&app.store, move |s| s.remove_tree(&dir)).await?;
@@ -325,6 +328,8 @@ pub async fn put_manifest(
             },
         )
         .await?;
+        // Holding KEY SHARE on every referenced blob, before commit.
+        failpoint::pause("M1").await;
         tx.commit().await?;
         drop(temp);
         return Ok(PutManifest {

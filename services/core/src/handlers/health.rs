@@ -49,6 +49,18 @@ async fn check_redis(app: &App) -> std::result::Result<(), String> {
     }
 }
 
+/// Jobservice answers 200 when its database and queue answer.
+async fn check_jobservice(app: &App) -> std::result::Result<(), String> {
+    let url = format!("{}/health", app.config.jobservice.url.trim_end_matches('/'));
+    let resp = app.http.get(&url).timeout(CHECK_TIMEOUT).send().await;
+    match resp {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("jobservice answered {}", r.status())),
+        Err(e) if e.is_timeout() => Err("jobservice did not answer in time".into()),
+        Err(_) => Err(format!("jobservice is not reachable at {url}")),
+    }
+}
+
 fn component(name: &str, r: std::result::Result<(), String>) -> Value {
     match r {
         Ok(()) => json!({"name": name, "status": "healthy"}),
@@ -58,16 +70,18 @@ fn component(name: &str, r: std::result::Result<(), String>) -> Value {
 
 /// Harbor answers 200 either way; `status` says whether everything is healthy.
 async fn health(State(app): State<AppState>) -> Json<Value> {
-    let (db, redis, registry) = tokio::join!(
+    let (db, redis, registry, jobservice) = tokio::join!(
         check_database(&app),
         check_redis(&app),
-        crate::registry::health(&app)
+        crate::registry::health(&app),
+        check_jobservice(&app)
     );
     let components = vec![
         component("core", Ok(())),
         component("database", db),
         component("redis", redis),
         component("registry", registry),
+        component("jobservice", jobservice),
     ];
     let healthy = components.iter().all(|c| c["status"] == "healthy");
     Json(json!({

@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod audit;
+pub mod gc;
 pub mod health;
 pub mod immutable;
 pub mod members;

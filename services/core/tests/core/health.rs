@@ -22,7 +22,7 @@ async fn health_reports_every_component() {
     let (s, v, _) = call(site.http.get(site.api("/health"))).await;
     assert_eq!(s, 200);
     assert_eq!(v["status"], "healthy", "{v}");
-    for name in ["core", "database", "redis", "registry"] {
+    for name in ["core", "database", "redis", "registry", "jobservice"] {
         assert_eq!(component(&v, name)["status"], "healthy", "{v}");
     }
     site.kill_registry().await;
@@ -33,6 +33,11 @@ async fn health_reports_every_component() {
     assert_eq!(r["status"], "unhealthy");
     assert!(!r["error"].as_str().unwrap().is_empty());
     assert_eq!(component(&v, "database")["status"], "healthy");
+    site.kill_jobservice().await;
+    let (_, v, _) = call(site.http.get(site.api("/health"))).await;
+    let j = component(&v, "jobservice");
+    assert_eq!(j["status"], "unhealthy", "{v}");
+    assert!(j["error"].as_str().unwrap().contains("jobservice"), "{v}");
 }
 
 #[tokio::test]

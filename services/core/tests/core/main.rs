@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod catalogue;
 mod content;
+mod gc;
 mod health;
 mod policy;
 mod projects;

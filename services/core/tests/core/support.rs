@@ -40,6 +40,28 @@ pub fn registry_bin() -> PathBuf {
     .clone()
 }
 
+/// The jobservice binary of this workspace, built on first use if needed.
+pub fn jobservice_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = PathBuf::from(CORE_BIN).with_file_name("wharf-jobservice");
+        let st = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "wharf-jobservice",
+                "--bin",
+                "wharf-jobservice",
+            ])
+            .status()
+            .expect("cargo build of wharf-jobservice");
+        assert!(st.success());
+        bin
+    })
+    .clone()
+}
+
 /// A fresh migrated database per test, dropped when the test ends.
 pub use wharf_testkit::TestDb;
 
@@ -85,6 +107,8 @@ fn free_addr() -> String {
 pub struct Site {
     core_child: Option<Child>,
     registry_child: Option<Child>,
+    jobservice_child: Option<Child>,
+    pub jobservice: String,
     pub core: String,
     pub registry: String,
     pub registry_addr: String,
@@ -134,8 +158,53 @@ impl Site {
                 "WHARF_REGISTRY_INTERNAL_SECRET".to_owned(),
                 INTERNAL_SECRET.to_owned(),
             ),
+            // The same grace window as the site's jobservice, as install renders it.
+            ("WHARF_REGISTRY_GC_GRACE_SECS".to_owned(), "0".to_owned()),
         ];
         let (registry_child, registry_addr) = spawn(&registry_bin(), &registry_env).await;
+        let fp = dir.path().join("failpoints");
+        std::fs::create_dir_all(&fp).unwrap();
+        let jobservice_env = vec![
+            (
+                "WHARF_JOBSERVICE_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+            (
+                "WHARF_JOBSERVICE_MAX_JOB_WORKERS".to_owned(),
+                "2".to_owned(),
+            ),
+            ("WHARF_JOBSERVICE_DATABASE__URL".to_owned(), db.url.clone()),
+            ("WHARF_JOBSERVICE_REDIS__URL".to_owned(), redis_url()),
+            ("WHARF_JOBSERVICE_REDIS__PREFIX".to_owned(), redis.0.clone()),
+            (
+                "WHARF_JOBSERVICE_REGISTRY__URL".to_owned(),
+                format!("http://{registry_addr}"),
+            ),
+            (
+                "WHARF_JOBSERVICE_REGISTRY__INTERNAL_SECRET".to_owned(),
+                INTERNAL_SECRET.to_owned(),
+            ),
+            ("WHARF_JOBSERVICE_GC__GRACE_SECS".to_owned(), "0".to_owned()),
+            (
+                "WHARF_JOBSERVICE_GC__RECOVER_AFTER_SECS".to_owned(),
+                "2".to_owned(),
+            ),
+            (
+                "WHARF_JOBSERVICE_QUEUE__HEARTBEAT_SECS".to_owned(),
+                "1".to_owned(),
+            ),
+            (
+                "WHARF_JOBSERVICE_QUEUE__LEASE_SECS".to_owned(),
+                "4".to_owned(),
+            ),
+            (
+                "WHARF_JOBSERVICE_QUEUE__SWEEP_INTERVAL_SECS".to_owned(),
+                "1".to_owned(),
+            ),
+            ("WHARF_JOBSERVICE_LOG__LEVEL".to_owned(), "warn".to_owned()),
+            ("WHARF_FAILPOINTS_DIR".to_owned(), fp.display().to_string()),
+        ];
+        let (jobservice_child, jobservice_addr) = spawn(&jobservice_bin(), &jobservice_env).await;
         let core_env = vec![
             ("WHARF_CORE_LISTEN".to_owned(), core_addr.clone()),
             (
@@ -162,6 +231,10 @@ impl Site {
                 INTERNAL_SECRET.to_owned(),
             ),
             ("WHARF_CORE_LOG__LEVEL".to_owned(), "warn".to_owned()),
+            (
+                "WHARF_CORE_JOBSERVICE__URL".to_owned(),
+                format!("http://{jobservice_addr}"),
+            ),
         ];
         let (core_child, core_addr) = spawn(Path::new(CORE_BIN), &core_env).await;
         Site {
@@ -177,14 +250,29 @@ impl Site {
                 .unwrap(),
             core_child: Some(core_child),
             registry_child: Some(registry_child),
+            jobservice_child: Some(jobservice_child),
+            jobservice: format!("http://{jobservice_addr}"),
             core_env,
             core_addr,
         }
     }
 
+    /// The directory the site's jobservice reads its failpoints from
+    /// (`<name>.pause` arms one, `<name>.hit` says it was reached).
+    pub fn failpoints(&self) -> PathBuf {
+        self.dir.path().join("failpoints")
+    }
+
     /// `kill -9` core (the registry keeps serving).
     pub async fn kill_core(&mut self) {
         if let Some(mut c) = self.core_child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    /// `kill -9` jobservice (queued jobs wait in Postgres).
+    pub async fn kill_jobservice(&mut self) {
+        if let Some(mut c) = self.jobservice_child.take() {
             c.kill().await.unwrap();
         }
     }

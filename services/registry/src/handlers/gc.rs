@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use wharf_catalog::gc as sql;
 use wharf_oci::{Digest, RepositoryName};
-use wharf_storage::Store;
+use wharf_storage::{failpoint, Store};
 
 use crate::error::{Error, Result};
 use crate::{write, App, AppState};
@@ -126,7 +126,7 @@ pub(crate) async fn step_b(app: &App, run: i64, digests: &[Digest]) -> Result<Va
         .map(|d| d.to_string())
         .collect();
     // Everything asked for that is neither deleted nor failed was not ours to
-    // delete (no longer `deleting`, or held by another step B).
+    // delete (no longer `deleting`: another step B finished it).
     let mut failed: Vec<String> = failed.iter().map(|d| d.to_string()).collect();
     for d in digests {
         let s = d.to_string();
@@ -190,7 +190,11 @@ fn unlink_group(
             continue;
         }
         match store.remove_blob(&d) {
-            Ok(()) => ok.push(d),
+            Ok(()) => {
+                // The file is gone, the row still `deleting` under FOR UPDATE.
+                failpoint::pause_blocking("G2");
+                ok.push(d)
+            }
             Err(e) => {
                 tracing::warn!(artifact.digest = %d, error = %e, "gc: removing a blob failed");
                 bad.push(d);
