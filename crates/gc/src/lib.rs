@@ -250,18 +250,6 @@ impl Collector {
             let n = sql::queue_untagged(&self.db, params.grace_secs).await?;
             self.log(format!("phase 1: queued {n} untagged manifests"));
         }
-        if params.delete_untagged && !totals.stopped() {
-            sql::set_phase(&self.db, run, "sweep").await?;
-            self.sweep(params, run, &totals, sql::MANIFEST).await?;
-            self.log(format!(
-                "phase 3: purged {} manifests",
-                totals.manifests.load(Ordering::Relaxed)
-            ));
-        }
-        // The mark follows the manifest sweep: the blobs those deletions
-        // freed are queued by the registry with ON CONFLICT DO NOTHING, so one
-        // already queued for later (a chunk found it busy) would otherwise
-        // wait for a later run, and this run would not reclaim it (I4).
         sql::set_phase(&self.db, run, "mark").await?;
         let t = Instant::now();
         let n = sql::mark(&self.db, params.grace_secs).await?;
@@ -271,6 +259,13 @@ impl Collector {
         ));
 
         sql::set_phase(&self.db, run, "sweep").await?;
+        if params.delete_untagged && !totals.stopped() {
+            self.sweep(params, run, &totals, sql::MANIFEST).await?;
+            self.log(format!(
+                "phase 3: purged {} manifests",
+                totals.manifests.load(Ordering::Relaxed)
+            ));
+        }
         if !totals.stopped() {
             self.sweep(params, run, &totals, sql::BLOB).await?;
             self.log(format!(

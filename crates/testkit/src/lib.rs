@@ -133,3 +133,40 @@ pub fn self_signed_cert(key: &std::path::Path, cert: &std::path::Path, extra: &[
         .expect("openssl is installed (.ci/run installs it)");
     assert!(st.success(), "openssl could not make a certificate");
 }
+
+/// Starts a Wharf service binary (killed when dropped) and waits for the
+/// `listening on ADDR` line it prints when ready; returns it and ADDR.
+pub async fn spawn_service(cmd: &mut tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the service binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the service printed its ready line within 60 s")
+        .expect("reading the service's stdout")
+        .expect("a ready line before the service exited");
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
+        .to_owned();
+    // Keep draining stdout so the service never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// The workspace binary `bin` of `package`, next to `sibling` (another
+/// binary of the same build), built by cargo first so a test never runs a
+/// stale one; when it is up to date that takes a moment.
+pub fn workspace_bin(sibling: &std::path::Path, package: &str, bin: &str) -> std::path::PathBuf {
+    let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .status()
+        .expect("cargo runs");
+    assert!(st.success(), "cargo build of {bin} failed");
+    sibling.with_file_name(bin)
+}

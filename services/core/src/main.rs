@@ -49,30 +49,12 @@ async fn main() -> anyhow::Result<()> {
         println!("configuration is valid");
         return Ok(());
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    wharf_runtime::init_tracing(&config.log);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "wharf-core listening");
     println!("listening on {addr}");
-    wharf_core::run(config, listener, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    wharf_core::run(config, listener, wharf_runtime::shutdown_signal()).await
 }

@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
+pub use wharf_runtime::{Log, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,17 +21,6 @@ pub struct Config {
     pub gc: Gc,
     pub queue: Queue,
     pub log: Log,
-}
-
-/// A string that never shows in `Debug` output or logs.
-#[derive(Clone, Serialize, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,13 +72,6 @@ pub struct Queue {
     pub stop_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Log {
-    pub level: String,
-    pub json: bool,
-}
-
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -130,22 +111,7 @@ impl Default for Config {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            anyhow::ensure!(
-                file.exists(),
-                "config file {} does not exist",
-                file.display()
-            );
-            fig = fig.merge(Toml::file(file));
-        }
-        let config: Config = fig
-            .merge(
-                Env::prefixed("WHARF_JOBSERVICE_")
-                    .ignore(&["config"])
-                    .split("__"),
-            )
-            .extract()?;
+        let config: Config = wharf_runtime::load(file, "WHARF_JOBSERVICE_")?;
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }

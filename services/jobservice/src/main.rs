@@ -30,16 +30,7 @@ async fn main() -> anyhow::Result<()> {
         println!("configuration is valid");
         return Ok(());
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    wharf_runtime::init_tracing(&config.log);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -47,14 +38,5 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(address = %addr, workers = config.max_job_workers, "wharf-jobservice listening");
     // A machine-readable ready line for supervisors and tests that bind port 0.
     println!("listening on {addr}");
-    wharf_jobservice::run(config, listener, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    wharf_jobservice::run(config, listener, wharf_runtime::shutdown_signal()).await
 }

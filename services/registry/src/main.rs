@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         println!("configuration is valid");
         return Ok(());
     }
-    init_tracing(&config);
+    wharf_runtime::init_tracing(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(config.listen)
@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(address = %addr, data_dir = %config.data_dir.display(), "wharf-registry listening");
             // A machine-readable ready line for supervisors and tests that bind port 0.
             println!("listening on {addr}");
-            wharf_registry::run(config, listener, shutdown_signal()).await
+            wharf_registry::run(config, listener, wharf_runtime::shutdown_signal()).await
         }
         Command::Migrate => {
             wharf_catalog::ensure_database(&config.database.url).await?;
@@ -68,28 +68,5 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
-    }
-}
-
-fn init_tracing(config: &Config) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
     }
 }

@@ -239,7 +239,10 @@ async fn race(w: Writer, g: Gc, order: Order) {
         }
         // The blobs were `deleting` or gone before the manifest came.
         (Writer::M1, Order::GcFirst) => {
-            assert!(!accepted, "{label}: a manifest on deleted blobs was accepted");
+            assert!(
+                !accepted,
+                "{label}: a manifest on deleted blobs was accepted"
+            );
         }
         // While the row is `deleting` (G1, G2) the writer waits and does not
         // get near the rename; once it is gone (G3) the writer re-creates it.
@@ -276,7 +279,11 @@ async fn race(w: Writer, g: Gc, order: Order) {
             assert_eq!(site.get_blob(REPO, &d).await, None, "{label}: {d}");
         }
     }
-    assert_eq!(site.blob_files(), expect, "{label}: storage after the last run");
+    assert_eq!(
+        site.blob_files(),
+        expect,
+        "{label}: storage after the last run"
+    );
 }
 
 macro_rules! races {

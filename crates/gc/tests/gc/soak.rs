@@ -204,7 +204,8 @@ impl Client {
         let s = self.site.delete_reference(&repo, &d).await;
         if s == 202 {
             self.stats.digest_deletes.fetch_add(1, Ordering::Relaxed);
-            self.ledger.retain(|(r, _), v| !(r == &repo && sha256(v) == d));
+            self.ledger
+                .retain(|(r, _), v| !(r == &repo && sha256(v) == d));
         } else {
             self.stats.fail(format!("DELETE manifest {repo}@{d}: {s}"));
         }
@@ -238,7 +239,10 @@ async fn soak_push_tag_mount_delete_under_continuous_gc() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("soak: seed {seed} (SOAK_SEED replays the clients' choices), {} s", soak_secs());
+    eprintln!(
+        "soak: seed {seed} (SOAK_SEED replays the clients' choices), {} s",
+        soak_secs()
+    );
     let started = Instant::now();
     let site = Arc::new(Site::start().await);
     let pool = Arc::new(
@@ -319,6 +323,13 @@ async fn soak_push_tag_mount_delete_under_continuous_gc() {
     );
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(s(&stats.gc_runs) >= 2, "the collector ran again and again");
+    // A writer waits for the collector only while one step B holds its
+    // digest; 503 means it waited 10 s (a row left `deleting`).
+    assert_eq!(
+        s(&stats.busy),
+        0,
+        "writers gave up waiting for the collector"
+    );
     assert!(s(&stats.pushes) > 20, "the clients got work done");
     assert_eq!(last.errors, 0, "{last:?}");
 
@@ -328,7 +339,11 @@ async fn soak_push_tag_mount_delete_under_continuous_gc() {
             .await
             .unwrap_or_else(|e| panic!("I1 broken for {repo}:{tag}: {e}"));
         let got = site.get_manifest(repo, tag).await.unwrap();
-        assert_eq!(sha256(&got), sha256(m), "{repo}:{tag} points at its last 201");
+        assert_eq!(
+            sha256(&got),
+            sha256(m),
+            "{repo}:{tag} points at its last 201"
+        );
         expect.insert(sha256(m));
         expect.extend(manifest_blobs(m));
     }
@@ -338,9 +353,15 @@ async fn soak_push_tag_mount_delete_under_continuous_gc() {
     for d in files.difference(&expect) {
         stray.push(site.explain_blob(d).await);
     }
-    assert!(stray.is_empty(), "blobs no surviving image needs: {stray:#?}");
+    assert!(
+        stray.is_empty(),
+        "blobs no surviving image needs: {stray:#?}"
+    );
     let missing: Vec<_> = expect.difference(&files).collect();
-    assert!(missing.is_empty(), "blobs surviving images need: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "blobs surviving images need: {missing:?}"
+    );
     let pushed = stats.pushed.lock().unwrap().clone();
     let mut gone = 0;
     for d in pushed.difference(&expect) {

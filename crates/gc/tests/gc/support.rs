@@ -296,13 +296,19 @@ impl Site {
             .await
             .ok_or_else(|| format!("manifest {repo}:{reference} is missing"))?;
         if reference.starts_with("sha256:") && sha256(&m) != reference {
-            return Err(format!("manifest {repo}@{reference} has digest {}", sha256(&m)));
+            return Err(format!(
+                "manifest {repo}@{reference} has digest {}",
+                sha256(&m)
+            ));
         }
         for d in manifest_blobs(&m) {
             match self.get_blob(repo, &d).await {
                 None => return Err(format!("{repo}:{reference}: blob {d} is missing (404)")),
                 Some(b) if sha256(&b) != d => {
-                    return Err(format!("{repo}:{reference}: blob {d} has digest {}", sha256(&b)))
+                    return Err(format!(
+                        "{repo}:{reference}: blob {d} has digest {}",
+                        sha256(&b)
+                    ))
                 }
                 Some(_) => {}
             }
@@ -364,11 +370,10 @@ impl Site {
     /// I2 and the index's own consistency: every `live` row has its file, no
     /// row is left `deleting`, every reference of a manifest row is live.
     pub async fn assert_index_consistent(&self) {
-        let live: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT digest FROM blob WHERE state = 'live'")
-                .fetch_all(&self.pool)
-                .await
-                .unwrap();
+        let live: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM blob WHERE state = 'live'")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap();
         let files = self.blob_files();
         for k in &live {
             let d = format!("sha256:{}", hex(k));

@@ -2,7 +2,6 @@
 //! the real jobservice runs the collector, the real registry unlinks.
 
 use std::path::Path;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -77,7 +76,7 @@ async fn gc_through_the_api_reclaims_deleted_images_and_reports_what_it_freed() 
     let site = Site::start().await;
     project(&site, "gc").await;
     let p = Pusher::new(&site, "admin", "gc/app");
-    let (kept, _) = p.image(Some("keep"), "amd64", "kept").await;
+    let (kept, kept_manifest) = p.image(Some("keep"), "amd64", "kept").await;
     let (gone, gone_manifest) = p.image(Some("gone"), "amd64", "gone").await;
     let gone_layer = sha256(b"layer of gone");
     let (untagged, _) = p.image(None, "arm64", "untagged").await;
@@ -115,6 +114,22 @@ async fn gc_through_the_api_reclaims_deleted_images_and_reports_what_it_freed() 
     assert_eq!(p.manifest_status("keep").await, 200);
     assert_eq!(p.manifest_status(&kept).await, 200);
     assert_eq!(blob_status(&site, &p, &sha256(b"layer of kept")).await, 200);
+
+    // Quota usage agrees with what is left: the kept image's manifest,
+    // config and layer.
+    let m: Value = serde_json::from_slice(&kept_manifest).unwrap();
+    let expected = kept_manifest.len() as i64
+        + m["config"]["size"].as_i64().unwrap()
+        + m["layers"][0]["size"].as_i64().unwrap();
+    let (_, proj) = admin_json(&site, "/projects/gc").await;
+    let pid = proj["project_id"].as_i64().unwrap();
+    let (s, q) = admin_json(
+        &site,
+        &format!("/quotas?reference=project&reference_id={pid}"),
+    )
+    .await;
+    assert_eq!(s, 200, "{q}");
+    assert_eq!(q[0]["used"]["storage"], expected, "{q}");
 
     // History, newest first, paginated as Harbor's lists are.
     let (s, list, h) = call(
@@ -328,5 +343,4 @@ async fn a_running_gc_stops_on_request_and_the_next_run_finishes_the_work() {
     for d in &strays {
         assert_eq!(blob_status(&site, &p, d).await, 404, "{d}");
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -5,37 +5,19 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const CORE_BIN: &str = env!("CARGO_BIN_EXE_wharf-core");
 pub const ADMIN_PASSWORD: &str = "Harbor12345";
 
 /// The registry binary of this workspace, built on first use if needed.
+/// Always ask cargo: a stale registry binary would test old policy code.
 pub fn registry_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let core = PathBuf::from(CORE_BIN);
-        let bin = core.with_file_name("wharf-registry");
-        // Always ask cargo: a stale registry binary would test old policy code.
-        // When it is up to date this is a no-op that takes a moment.
-        let st = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "wharf-registry",
-                "--bin",
-                "wharf-registry",
-            ])
-            .status()
-            .expect("cargo build of wharf-registry");
-        assert!(st.success());
-        bin
+        wharf_testkit::workspace_bin(Path::new(CORE_BIN), "wharf-registry", "wharf-registry")
     })
     .clone()
 }
@@ -44,20 +26,7 @@ pub fn registry_bin() -> PathBuf {
 pub fn jobservice_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let bin = PathBuf::from(CORE_BIN).with_file_name("wharf-jobservice");
-        let st = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "wharf-jobservice",
-                "--bin",
-                "wharf-jobservice",
-            ])
-            .status()
-            .expect("cargo build of wharf-jobservice");
-        assert!(st.success());
-        bin
+        wharf_testkit::workspace_bin(Path::new(CORE_BIN), "wharf-jobservice", "wharf-jobservice")
     })
     .clone()
 }
@@ -76,24 +45,7 @@ fn keypair(dir: &Path) {
 }
 
 async fn spawn(bin: &Path, envs: &[(String, String)]) -> (Child, String) {
-    let mut cmd = Command::new(bin);
-    cmd.envs(envs.iter().cloned())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("service started")
-        .unwrap()
-        .expect("ready line");
-    let addr = line
-        .strip_prefix("listening on ")
-        .expect("ready line")
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    wharf_testkit::spawn_service(Command::new(bin).envs(envs.iter().cloned())).await
 }
 
 fn free_addr() -> String {

@@ -3,11 +3,9 @@
 //! started again on the same database and queue.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use wharf_catalog::jobs::{self, Execution};
 pub use wharf_testkit::{redis_url, RedisPrefix, TestDb};
@@ -16,41 +14,15 @@ pub const JOBSERVICE_BIN: &str = env!("CARGO_BIN_EXE_wharf-jobservice");
 const SECRET: &str = "jobservice-test-secret";
 
 fn registry_bin() -> PathBuf {
-    let bin = PathBuf::from(JOBSERVICE_BIN).with_file_name("wharf-registry");
-    let st = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "wharf-registry",
-            "--bin",
-            "wharf-registry",
-        ])
-        .status()
-        .expect("cargo build of wharf-registry");
-    assert!(st.success());
-    bin
+    wharf_testkit::workspace_bin(
+        Path::new(JOBSERVICE_BIN),
+        "wharf-registry",
+        "wharf-registry",
+    )
 }
 
 async fn spawn(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("service started")
-        .unwrap()
-        .expect("ready line");
-    let addr = line
-        .strip_prefix("listening on ")
-        .expect("ready line")
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    wharf_testkit::spawn_service(cmd).await
 }
 
 /// Fields drop in order: processes stop before their database goes.
@@ -118,7 +90,7 @@ impl Site {
                 .env("WHARF_JOBSERVICE_QUEUE__LEASE_SECS", "4")
                 .env("WHARF_JOBSERVICE_QUEUE__SWEEP_INTERVAL_SECS", "1")
                 .env("WHARF_JOBSERVICE_LOG__LEVEL", "warn")
-                .env(wharf_storage_failpoint_env(), self.failpoints.path()),
+                .env("WHARF_FAILPOINTS_DIR", self.failpoints.path()),
         )
         .await;
         self.jobservices.push(Some(child));
@@ -225,10 +197,6 @@ impl Site {
     pub fn registry_alive(&mut self) -> bool {
         self.registry.try_wait().unwrap().is_none()
     }
-}
-
-fn wharf_storage_failpoint_env() -> &'static str {
-    "WHARF_FAILPOINTS_DIR"
 }
 
 fn hex(b: &[u8]) -> String {
