@@ -19,20 +19,31 @@ use tokio::process::{Child, Command};
 
 pub const SECRET: &str = "gc-test-secret";
 
-/// `target/debug/wharf-registry`, next to this test binary's `deps/`; built if missing.
+/// `target/<profile>/wharf-registry`, next to this test (or bench) binary's
+/// `deps/`, built by cargo first in the same profile so that a stale binary
+/// is never tested.
 pub fn registry_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().unwrap();
         let dir = exe.parent().unwrap().parent().unwrap();
         let bin = dir.join("wharf-registry");
-        if !bin.exists() {
-            let st = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "wharf-registry", "--bin", "wharf-registry"])
-                .status()
-                .expect("cargo build of wharf-registry");
-            assert!(st.success());
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "wharf-registry",
+            "--bin",
+            "wharf-registry",
+        ];
+        if dir.ends_with("release") {
+            args.push("--release");
         }
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(&args)
+            .status()
+            .expect("cargo build of wharf-registry");
+        assert!(st.success());
         bin
     })
     .clone()
