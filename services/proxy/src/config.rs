@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,13 +55,7 @@ pub struct Timeouts {
     pub pool_idle_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Log {
-    /// A tracing filter, e.g. `info` or `wharf_proxy=debug`.
-    pub level: String,
-    pub json: bool,
-}
+pub use wharf_runtime::Log;
 
 impl Default for Config {
     fn default() -> Config {
@@ -94,23 +86,7 @@ impl Default for Config {
 impl Config {
     /// Loads the file (if given) over the defaults, then the environment over both.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            anyhow::ensure!(
-                file.exists(),
-                "config file {} does not exist",
-                file.display()
-            );
-            fig = fig.merge(Toml::file(file));
-        }
-        // `WHARF_PROXY_CONFIG` names the file (the CLI reads it); it is not a key.
-        let config: Config = fig
-            .merge(
-                Env::prefixed("WHARF_PROXY_")
-                    .ignore(&["config"])
-                    .split("__"),
-            )
-            .extract()?;
+        let config: Config = wharf_runtime::load(file, "WHARF_PROXY_")?;
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }

@@ -1,6 +1,5 @@
 //! `wharf-proxy`: reads its config, binds HTTP (and HTTPS), serves.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -29,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         println!("configuration is valid");
         return Ok(());
     }
-    init_tracing(&config);
+    wharf_runtime::init_tracing(&config.log);
     let http = tokio::net::TcpListener::bind(config.listen_http)
         .await
         .with_context(|| format!("binding listen_http {}", config.listen_http))?;
@@ -51,29 +50,5 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(address = %http_addr, "wharf-proxy listening");
     println!("listening on {http_addr}");
-    wharf_proxy::run(config, http, https, shutdown_signal()).await
-}
-
-fn init_tracing(config: &Config) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if config.log.json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+    wharf_proxy::run(config, http, https, wharf_runtime::shutdown_signal()).await
 }
