@@ -509,16 +509,23 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     digits.is_empty().then_some(total)
 }
 
-fn check_hostname(r: &mut Reader, hostname: &str) -> bool {
+/// `key` must hold a bare host name or IP address (IPv6 with or without
+/// brackets): what the rendered URLs put between `//` and `:port`.
+fn check_hostname(r: &mut Reader, key: &str, hostname: &str) -> bool {
+    let bracketed = if hostname.contains(':') && !hostname.starts_with('[') {
+        format!("[{hostname}]")
+    } else {
+        hostname.to_owned()
+    };
     let ok = !hostname.contains("://")
         && !hostname.contains('/')
         && !hostname.chars().any(char::is_whitespace)
-        && url::Url::parse(&format!("http://{hostname}"))
+        && url::Url::parse(&format!("http://{bracketed}"))
             .ok()
             .is_some_and(|u| u.host_str().is_some() && u.port().is_none() && u.path() == "/");
     if !ok {
         r.bad(
-            "hostname",
+            key,
             format!(
                 "must be a host name or IP address without scheme, port or path, got {hostname:?}"
             ),
@@ -576,7 +583,7 @@ fn log_level(r: &mut Reader, map: Option<&Mapping>) -> String {
 fn read_config(r: &mut Reader, root: &Mapping) -> Option<HarborConfig> {
     let hostname = r.required_string(root, "", "hostname");
     if let Some(h) = &hostname {
-        check_hostname(r, h);
+        check_hostname(r, "hostname", h);
     }
 
     let http_port = match r.section(root, "", "http") {
@@ -681,7 +688,9 @@ fn read_config(r: &mut Reader, root: &Mapping) -> Option<HarborConfig> {
     let database = match external_harbor {
         Some(m) => {
             let p = "external_database.harbor";
-            let host = r.required_string(m, p, "host");
+            let host = r
+                .required_string(m, p, "host")
+                .filter(|h| check_hostname(r, &join(p, "host"), h));
             let port = r.port(m, p, "port", 5432);
             let db_name = r
                 .string(m, p, "db_name")
@@ -1013,6 +1022,15 @@ mod tests {
         assert!(
             e[0].starts_with("storage_service.s3: is not supported yet"),
             "{e:?}"
+        );
+        let e = errors(&format!(
+            "{MINIMAL}external_database:\n  harbor:\n    host: \"db host/x\"\n    password: p\n"
+        ));
+        assert_eq!(
+            e,
+            vec![
+                r#"external_database.harbor.host: must be a host name or IP address without scheme, port or path, got "db host/x""#
+            ]
         );
         let e = errors(&format!("{MINIMAL}internal_ports:\n  core: 80\n"));
         assert_eq!(
