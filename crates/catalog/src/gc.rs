@@ -608,3 +608,19 @@ pub async fn abandon_run(db: impl PgExecutor<'_>, run: i64, reason: &str) -> Res
     .await?;
     Ok(())
 }
+
+/// The latest run of each of `executions`, in one query (a history page).
+pub async fn runs_by_executions(
+    db: impl PgExecutor<'_>,
+    executions: &[i64],
+) -> Result<Vec<RunRow>> {
+    Ok(sqlx::query(&format!(
+        "SELECT DISTINCT ON (execution_id) {RUN_COLUMNS} FROM gc_run WHERE execution_id = ANY($1) ORDER BY execution_id, id DESC"
+    ))
+    .bind(executions)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(run_row)
+    .collect())
+}

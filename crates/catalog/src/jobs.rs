@@ -333,6 +333,21 @@ pub async fn list_executions(
     Ok((rows, total))
 }
 
+/// The oldest of a vendor's executions that is pending or running, if any.
+pub async fn open_execution(
+    db: impl PgExecutor<'_>,
+    vendor_type: &str,
+) -> Result<Option<Execution>> {
+    Ok(sqlx::query(&format!(
+        "SELECT {EXECUTION_COLUMNS} FROM execution WHERE vendor_type = $1 AND status IN ('Pending', 'Running') \
+         ORDER BY id LIMIT 1"
+    ))
+    .bind(vendor_type)
+    .fetch_optional(db)
+    .await?
+    .map(execution_row))
+}
+
 pub async fn tasks_of(db: impl PgExecutor<'_>, execution: i64) -> Result<Vec<Task>> {
     Ok(sqlx::query(&format!(
         "SELECT {TASK_COLUMNS} FROM task WHERE execution_id = $1 ORDER BY id"

@@ -11,6 +11,7 @@ use chrono::Utc;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use wharf_catalog::gc::RunRow;
 use wharf_catalog::jobs::{self, Execution};
 use wharf_jobs::cron::Cron;
 use wharf_jobs::GARBAGE_COLLECTION;
@@ -65,9 +66,8 @@ fn parse_id(raw: &str) -> Result<i64> {
         .ok_or_else(|| ApiError::BadRequest(format!("gc id {raw:?} is not a number")))
 }
 
-/// Harbor's `GCHistory`, plus `progress` from the run while it goes on.
-async fn history_json(app: &App, e: &Execution) -> Result<Value> {
-    let run = wharf_catalog::gc::run_by_execution(&app.db, e.id).await?;
+/// Harbor's `GCHistory`, plus `progress` from its latest run.
+fn history_json(e: &Execution, run: Option<&RunRow>) -> Value {
     let kind = e.trigger.clone();
     let mut v = json!({
         "id": e.id,
@@ -95,7 +95,7 @@ async fn history_json(app: &App, e: &Execution) -> Result<Value> {
             "dry_run": r.dry_run,
         });
     }
-    Ok(v)
+    v
 }
 
 fn schedule_type_of_trigger(trigger: &str) -> &'static str {
@@ -140,10 +140,12 @@ async fn list_gc_history(
         page.offset(),
     )
     .await?;
-    let mut items = Vec::with_capacity(execs.len());
-    for e in &execs {
-        items.push(history_json(&app, e).await?);
-    }
+    let ids: Vec<i64> = execs.iter().map(|e| e.id).collect();
+    let runs = wharf_catalog::gc::runs_by_executions(&app.db, &ids).await?;
+    let items: Vec<Value> = execs
+        .iter()
+        .map(|e| history_json(e, runs.iter().find(|r| r.execution_id == Some(e.id))))
+        .collect();
     Ok(paged(items, total, page, &api_uri(&uri)))
 }
 
@@ -162,7 +164,8 @@ async fn get_gc(
 ) -> Result<Json<Value>> {
     require(&who, "read")?;
     let e = execution(&app, &id).await?;
-    Ok(Json(history_json(&app, &e).await?))
+    let run = wharf_catalog::gc::run_by_execution(&app.db, e.id).await?;
+    Ok(Json(history_json(&e, run.as_ref())))
 }
 
 /// Harbor's `StopGC`: the run stops after the chunk in hand, with nothing
@@ -327,25 +330,7 @@ async fn kick(app: &App, body: &ScheduleBody) -> Result<Option<i64>> {
 }
 
 async fn start_now(app: &App, params: &Value) -> Result<i64> {
-    let (running, _) = jobs::list_executions(
-        &app.db,
-        GARBAGE_COLLECTION,
-        Some(jobs::RUNNING),
-        false,
-        1,
-        0,
-    )
-    .await?;
-    let (pending, _) = jobs::list_executions(
-        &app.db,
-        GARBAGE_COLLECTION,
-        Some(jobs::PENDING),
-        false,
-        1,
-        0,
-    )
-    .await?;
-    if let Some(e) = running.first().or(pending.first()) {
+    if let Some(e) = jobs::open_execution(&app.db, GARBAGE_COLLECTION).await? {
         return Err(ApiError::Conflict(format!(
             "garbage collection {} is already {}; wait for it or stop it first",
             e.id,
