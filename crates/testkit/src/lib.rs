@@ -3,6 +3,8 @@
 //! on the server. Migrations run through the same code as `wharf-registry
 //! migrate`.
 
+pub mod oci;
+
 use sqlx::Connection;
 
 /// The server the tests use: `WHARF_TEST_DATABASE_URL`, or the local trust-auth Postgres.

@@ -7,8 +7,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sha2::Digest as _;
-
 pub const ADMIN_PASSWORD: &str = "Adm1n-e2e-Pass";
 
 const HARBOR_YML: &str = "\
@@ -329,76 +327,10 @@ impl Drop for Site {
     }
 }
 
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex(&sha2::Sha256::digest(b)))
-}
+use wharf_testkit::oci::sha256;
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    // Incompressible enough and distinct per call.
-    let seed: [u8; 32] =
-        sha2::Sha256::digest(format!("{:?}{n}", std::time::SystemTime::now()).as_bytes()).into();
-    let mut out = Vec::with_capacity(n + 32);
-    let mut block = seed;
-    while out.len() < n {
-        block = sha2::Sha256::digest(block).into();
-        out.extend_from_slice(&block);
-    }
-    out.truncate(n);
-    out
-}
-
-/// Writes an OCI layout holding one image of `layers` gzip layers under
-/// `tag`; returns its manifest digest.
-pub fn write_image(dir: &Path, tag: &str, layers: usize, layer_size: usize) -> String {
-    use std::io::Write as _;
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    let put = |b: &[u8]| -> (String, usize) {
-        let d = sha256(b);
-        std::fs::write(dir.join("blobs/sha256").join(&d[7..]), b).unwrap();
-        (d, b.len())
-    };
-    let mut ls = vec![];
-    let mut diff_ids = vec![];
-    for i in 0..layers {
-        let mut tarball = tar::Builder::new(Vec::new());
-        let content = random_bytes(layer_size);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tarball
-            .append_data(&mut h, format!("layer{i}.bin"), &content[..])
-            .unwrap();
-        let raw = tarball.into_inner().unwrap();
-        diff_ids.push(sha256(&raw));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&raw).unwrap();
-        let (d, n) = put(&gz.finish().unwrap());
-        ls.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
-    }
-    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}})).unwrap();
-    let (cd, cn) = put(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
-        "layers": ls,
-    }))
-    .unwrap();
-    let (md, mn) = put(&manifest);
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
-            "annotations": {"org.opencontainers.image.ref.name": tag}}],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    md
-}
+/// Writes an OCI layout holding one image of `layers` gzip layers, tagged `tag`.
+pub use wharf_testkit::oci::write_image;
 
 fn layout_blobs(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))

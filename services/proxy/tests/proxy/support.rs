@@ -318,44 +318,7 @@ pub fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// Writes a multi-layer OCI image layout with real tar+gzip layers; returns the manifest digest.
-pub fn oci_image(dir: &Path, tag: &str, layers: usize, layer_size: usize) -> String {
-    use std::io::Write;
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    let put = |b: &[u8]| -> (String, usize) {
-        let hex = sha256_hex(b);
-        std::fs::write(dir.join("blobs/sha256").join(&hex), b).unwrap();
-        (format!("sha256:{hex}"), b.len())
-    };
-    let mut ls = vec![];
-    let mut diff_ids = vec![];
-    for i in 0..layers {
-        let mut tarball = tar::Builder::new(Vec::new());
-        let content: Vec<u8> = (0..layer_size).map(|_| rand::random::<u8>()).collect();
-        let mut h = tar::Header::new_gnu();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tarball
-            .append_data(&mut h, format!("layer{i}.bin"), &content[..])
-            .unwrap();
-        let raw = tarball.into_inner().unwrap();
-        diff_ids.push(format!("sha256:{}", sha256_hex(&raw)));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&raw).unwrap();
-        let (d, n) = put(&gz.finish().unwrap());
-        ls.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
-    }
-    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}})).unwrap();
-    let (cd, cn) = put(&config);
-    let m = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": ls})).unwrap();
-    let (md, mn) = put(&m);
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
-        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    md
-}
+pub use wharf_testkit::oci::write_image as oci_image;
 
 /// The blob digests of an OCI layout, sorted.
 pub fn layout_blobs(dir: &Path) -> Vec<String> {
