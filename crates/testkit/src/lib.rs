@@ -172,3 +172,22 @@ pub fn workspace_bin(sibling: &std::path::Path, package: &str, bin: &str) -> std
     assert!(st.success(), "cargo build of {bin} failed");
     sibling.with_file_name(bin)
 }
+
+/// Runs skopeo (with `--insecure-policy`: test images are unsigned);
+/// returns whether it succeeded and its stdout and stderr together.
+pub async fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .await
+        .expect("skopeo is installed (.ci/run installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

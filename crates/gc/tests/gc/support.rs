@@ -715,20 +715,8 @@ impl DockerRegistry {
     }
 }
 
-/// Runs skopeo; returns (success, output).
-pub async fn skopeo(args: &[&str]) -> (bool, String) {
-    let out = Command::new("skopeo")
-        .args(["--insecure-policy"])
-        .args(args)
-        .output()
-        .await
-        .expect("skopeo is installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+#[allow(
+    unused_imports,
+    reason = "the GC bench includes this file and pulls nothing with skopeo"
+)]
+pub use wharf_testkit::skopeo;

@@ -267,23 +267,7 @@ impl Site {
     }
 }
 
-/// Runs skopeo; returns (success, combined output).
-pub async fn skopeo(args: &[&str]) -> (bool, String) {
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .await
-        .expect("skopeo is installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+pub use wharf_testkit::skopeo;
 
 /// Writes a multi-layer OCI image layout with real tar+gzip layers; returns the manifest digest.
 pub use wharf_testkit::oci::write_image as oci_image;

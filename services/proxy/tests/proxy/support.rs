@@ -291,23 +291,7 @@ impl Site {
     }
 }
 
-/// Runs skopeo; returns (success, combined output).
-pub async fn skopeo(args: &[&str]) -> (bool, String) {
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .await
-        .expect("skopeo is installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+pub use wharf_testkit::skopeo;
 
 pub fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest as _;

@@ -226,23 +226,7 @@ pub use wharf_testkit::oci::write_image as oci_layout;
 /// Writes one image per (tag, arch) into an OCI layout; returns their manifest digests.
 pub use wharf_testkit::oci::write_images as write_image;
 
-/// Runs skopeo with the given arguments; returns (success, stderr).
-pub async fn skopeo(args: &[&str]) -> (bool, String) {
-    let out = Command::new("skopeo")
-        .args(["--insecure-policy"])
-        .args(args)
-        .output()
-        .await
-        .expect("skopeo is installed (.ci/run installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+pub use wharf_testkit::skopeo;
 
 /// Sorted file names under an OCI layout's blobs directory.
 pub fn layout_blobs(dir: &Path) -> Vec<String> {
