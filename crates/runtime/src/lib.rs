@@ -22,6 +22,25 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The `[database]` section of core and jobservice: the shared catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+/// The `[redis]` section of core and jobservice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub url: Secret,
+    /// Prefix of every key the service writes, so several deployments (or
+    /// tests) share a server. Core's and jobservice's must be equal: core
+    /// enqueues jobs under it.
+    pub prefix: String,
+}
+
 /// The `[log]` section every service has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-pub use wharf_runtime::{Log, Secret};
+pub use wharf_runtime::{Database, Log, Redis, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,21 +24,6 @@ pub struct Config {
     pub jobservice: Jobservice,
     pub robot_name_prefix: String,
     pub log: Log,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Database {
-    pub url: Secret,
-    pub max_connections: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Redis {
-    pub url: Secret,
-    /// Prefix of every key core writes, so several deployments (or tests) share a server.
-    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-pub use wharf_runtime::{Log, Secret};
+pub use wharf_runtime::{Database, Log, Redis, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,21 +21,6 @@ pub struct Config {
     pub gc: Gc,
     pub queue: Queue,
     pub log: Log,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Database {
-    pub url: Secret,
-    pub max_connections: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Redis {
-    pub url: Secret,
-    /// Key prefix; must equal core's `redis.prefix`, since core enqueues there.
-    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
