@@ -136,6 +136,9 @@ struct Upstreams {
     registry: String,
     core: String,
     portal: String,
+    /// The registry's data_dir: the proxy runs on the same host (or mounts
+    /// the same volume) and sends the blob pulls the registry authorised.
+    registry_storage: String,
 }
 
 fn local(port: u16) -> String {
@@ -249,9 +252,10 @@ pub fn render(c: &HarborConfig, secrets: &Secrets) -> Rendered {
         },
         log: log(),
     };
+    let registry_data = path(&c.data_volume.join("registry"));
     let registry_toml = RegistryToml {
         listen: local(p.registry),
-        data_dir: path(&c.data_volume.join("registry")),
+        data_dir: registry_data.clone(),
         internal_secret: &secrets.internal_secret,
         database: db(),
         auth: RegistryAuth {
@@ -288,6 +292,7 @@ pub fn render(c: &HarborConfig, secrets: &Secrets) -> Rendered {
             registry: http(p.registry),
             core: http(p.core),
             portal: http(p.portal),
+            registry_storage: registry_data,
         },
         log: log(),
     };
@@ -405,6 +410,10 @@ mod tests {
         assert_eq!(
             proxy["upstreams"]["core"].as_str(),
             Some("http://127.0.0.1:9080")
+        );
+        assert_eq!(
+            proxy["upstreams"]["registry_storage"].as_str(),
+            reg["data_dir"].as_str()
         );
         assert!(r
             .install_env

@@ -4,6 +4,7 @@
 
 pub mod failpoint;
 mod layout;
+pub mod offload;
 mod uploads;
 
 pub use layout::{Layout, Store, TempFile};

@@ -1,6 +1,10 @@
 //! Pull throughput through the proxy against straight from the registry:
-//! one large blob (1 GiB by default) pushed once, then pulled alternately
-//! both ways; prints both throughputs and the ratio (target: at least 80%).
+//! one large blob (1 GiB by default) pushed once, then pulled in turn
+//! straight from the registry, through a proxy set up as install.sh sets it
+//! up (it reads the registry's volume and sends the blobs the registry
+//! authorised, see `wharf_storage::offload`), and through a proxy that only
+//! relays (no access to the volume). Prints the throughputs and the ratios;
+//! the target (at least 80%) is for the installed setup.
 //!
 //! Run with `cargo bench -p wharf-proxy --bench proxy`. Both servers are
 //! release builds: the proxy from this bench build, the registry from
@@ -190,10 +194,9 @@ async fn bench(dir: &Path, db_url: &str, mib: usize, runs: usize) -> Result<()> 
         &dir.join("registry.log"),
     )
     .await?;
-    let (proxy, proxy_addr) = spawn(
-        Path::new(PROXY_BIN),
-        &[
-            ("WHARF_PROXY_LISTEN_HTTP", "127.0.0.1:0".into()),
+    let proxy_env = |storage: Option<String>| {
+        let mut env = vec![
+            ("WHARF_PROXY_LISTEN_HTTP", "127.0.0.1:0".to_owned()),
             (
                 "WHARF_PROXY_UPSTREAMS__REGISTRY",
                 format!("http://{registry_addr}"),
@@ -201,8 +204,22 @@ async fn bench(dir: &Path, db_url: &str, mib: usize, runs: usize) -> Result<()> 
             ("WHARF_PROXY_UPSTREAMS__CORE", "http://127.0.0.1:9".into()),
             ("WHARF_PROXY_UPSTREAMS__PORTAL", "http://127.0.0.1:9".into()),
             ("WHARF_PROXY_LOG__LEVEL", "info".into()),
-        ],
+        ];
+        if let Some(dir) = storage {
+            env.push(("WHARF_PROXY_UPSTREAMS__REGISTRY_STORAGE", dir));
+        }
+        env
+    };
+    let (proxy, proxy_addr) = spawn(
+        Path::new(PROXY_BIN),
+        &proxy_env(Some(dir.join("data").display().to_string())),
         &dir.join("proxy.log"),
+    )
+    .await?;
+    let (relay, relay_addr) = spawn(
+        Path::new(PROXY_BIN),
+        &proxy_env(None),
+        &dir.join("relay.log"),
     )
     .await?;
     let http = reqwest::Client::builder().build()?;
@@ -264,47 +281,58 @@ async fn bench(dir: &Path, db_url: &str, mib: usize, runs: usize) -> Result<()> 
             Ok::<f64, anyhow::Error>(n as f64 / MIB as f64 / started.elapsed().as_secs_f64())
         }
     };
-    // Warm the page cache and both connection pools.
+    // Warm the page cache and the connection pools.
     pull(registry_addr.clone()).await?;
     pull(proxy_addr.clone()).await?;
+    pull(relay_addr.clone()).await?;
     let me = std::process::id();
-    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    let (mut direct, mut proxied, mut relayed) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
         let (cpu_c, cpu_r) = (cpu_secs_pid(me), cpu_secs(&registry_child));
         let d = pull(registry_addr.clone()).await?;
         let (cpu_dc, cpu_dr) = (cpu_secs_pid(me) - cpu_c, cpu_secs(&registry_child) - cpu_r);
-        let (cpu_c, cpu_p, cpu_r) = (
-            cpu_secs_pid(me),
-            cpu_secs(&proxy),
-            cpu_secs(&registry_child),
-        );
+        let snap = |c: &Child| (cpu_secs_pid(me), cpu_secs(c), cpu_secs(&registry_child));
+        let used = |c: &Child, b: (f64, f64, f64)| {
+            let n = snap(c);
+            (n.0 - b.0, n.1 - b.1, n.2 - b.2)
+        };
+        let before = snap(&proxy);
         let p = pull(proxy_addr.clone()).await?;
-        let (cpu_c, cpu_p, cpu_r) = (
-            cpu_secs_pid(me) - cpu_c,
-            cpu_secs(&proxy) - cpu_p,
-            cpu_secs(&registry_child) - cpu_r,
-        );
+        let cpu_p = used(&proxy, before);
+        let before = snap(&relay);
+        let l = pull(relay_addr.clone()).await?;
+        let cpu_l = used(&relay, before);
         eprintln!(
-            "run {run}: direct {d:.0} MiB/s (CPU: client {cpu_dc:.2} s, registry {cpu_dr:.2} s), \
-             through the proxy {p:.0} MiB/s (CPU: client {cpu_c:.2} s, proxy {cpu_p:.2} s, \
-             registry {cpu_r:.2} s)"
+            "run {run}: direct {d:.0} MiB/s (CPU s: client {cpu_dc:.2}, registry {cpu_dr:.2}); \
+             proxy {p:.0} MiB/s (client {:.2}, proxy {:.2}, registry {:.2}); \
+             relay-only proxy {l:.0} MiB/s (client {:.2}, proxy {:.2}, registry {:.2})",
+            cpu_p.0, cpu_p.1, cpu_p.2, cpu_l.0, cpu_l.1, cpu_l.2
         );
         direct.push(d);
         proxied.push(p);
+        relayed.push(l);
     }
     let (best_d, med_d) = best_and_median(&mut direct);
     let (best_p, med_p) = best_and_median(&mut proxied);
+    let (best_l, med_l) = best_and_median(&mut relayed);
     let ratio = best_p / best_d;
     println!("blob size:              {mib} MiB ({runs} runs each, interleaved)");
     println!("                            best    median");
     println!("straight from registry: {best_d:>8.0} {med_d:>8.0} MiB/s");
-    println!("through wharf-proxy:    {best_p:>8.0} {med_p:>8.0} MiB/s");
+    println!("through wharf-proxy:    {best_p:>8.0} {med_p:>8.0} MiB/s  (as installed: reads the registry volume)");
+    println!("relay-only proxy:       {best_l:>8.0} {med_l:>8.0} MiB/s  (no access to the volume)");
     println!(
         "ratio:                  {:>7.1}% {:>7.1}%  (target >= 80% on the best: {})",
         ratio * 100.0,
         med_p / med_d * 100.0,
         if ratio >= 0.8 { "met" } else { "NOT met" }
     );
+    println!(
+        "relay-only ratio:       {:>7.1}% {:>7.1}%",
+        best_l / best_d * 100.0,
+        med_l / med_d * 100.0
+    );
     println!("proxy peak RSS:         {:>8} MiB", peak_rss_mib(&proxy));
+    println!("relay-only peak RSS:    {:>8} MiB", peak_rss_mib(&relay));
     Ok(())
 }

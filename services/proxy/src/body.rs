@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::Stream;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -131,9 +132,62 @@ where
     }
 }
 
-/// What the proxy sends back: an upstream's streamed body or one it wrote.
+/// What the proxy sends upstream: the client's streamed body, or nothing
+/// when it asks the registry again itself (see `forward`'s offload fallback).
+pub enum RequestBody {
+    Client(Idle<Incoming>),
+    Empty,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Client(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client(b) => b.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Client(b) => b.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A blob range the proxy reads from the registry's volume itself.
+pub struct FileBody {
+    chunks: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+    remaining: u64,
+}
+
+impl FileBody {
+    pub fn new(file: std::fs::File, offset: u64, length: u64) -> FileBody {
+        FileBody {
+            chunks: Box::pin(wharf_storage::offload::file_stream(file, offset, length)),
+            remaining: length,
+        }
+    }
+}
+
+/// What the proxy sends back: an upstream's streamed body, a blob it reads
+/// itself, or one it wrote.
 pub enum ResponseBody {
     Upstream(Idle<Incoming>),
+    File(FileBody),
     Full(Full<Bytes>),
 }
 
@@ -153,6 +207,15 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            ResponseBody::File(f) => match f.chunks.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    f.remaining = f.remaining.saturating_sub(chunk.len() as u64);
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
             ResponseBody::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
         }
     }
@@ -160,6 +223,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Upstream(b) => b.is_end_stream(),
+            ResponseBody::File(f) => f.remaining == 0,
             ResponseBody::Full(b) => b.is_end_stream(),
         }
     }
@@ -167,6 +231,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Upstream(b) => b.size_hint(),
+            ResponseBody::File(f) => SizeHint::with_exact(f.remaining),
             ResponseBody::Full(b) => b.size_hint(),
         }
     }

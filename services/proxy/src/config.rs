@@ -39,6 +39,13 @@ pub struct Upstreams {
     pub registry: String,
     pub core: String,
     pub portal: String,
+    /// The registry's `data_dir`, when the proxy can read it (same host, or
+    /// the same volume mounted read-only). The registry then hands blob
+    /// pulls it has authorised to the proxy, which sends the bytes from the
+    /// file instead of relaying them over a second socket (see
+    /// `wharf_storage::offload`). Unset: every blob is relayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_storage: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +75,7 @@ impl Default for Config {
                 registry: "http://127.0.0.1:5000".into(),
                 core: "http://127.0.0.1:8080".into(),
                 portal: "http://127.0.0.1:8081".into(),
+                registry_storage: None,
             },
             timeouts: Timeouts {
                 connect_secs: 5,

@@ -17,7 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::{AccessLog, Activity, Idle, Logged, ResponseBody};
+use wharf_storage::offload::{self, Offload};
+use wharf_storage::Layout;
+
+use crate::body::{AccessLog, Activity, FileBody, Idle, Logged, RequestBody, ResponseBody};
 use crate::config::{upstream_authority, Config};
 use crate::error::{self, Failure};
 use crate::routes::{classify, Route};
@@ -26,6 +29,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static OFFLOAD: HeaderName = HeaderName::from_static(offload::HEADER);
 
 /// The connection a request came in on.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +40,10 @@ pub struct Conn {
 
 /// Everything a request needs, shared behind one `Arc`.
 pub struct Proxy {
-    client: Client<HttpConnector, Idle<Incoming>>,
+    client: Client<HttpConnector, RequestBody>,
     registry: Authority,
+    /// The registry's storage, when blob pulls are offloaded to the proxy.
+    registry_storage: Option<Layout>,
     core: Authority,
     portal: Authority,
     /// With HTTPS on, the port plain-HTTP requests are redirected to.
@@ -61,6 +67,11 @@ impl Proxy {
         Ok(Proxy {
             client,
             registry: authority(&config.upstreams.registry)?,
+            registry_storage: config
+                .upstreams
+                .registry_storage
+                .as_deref()
+                .map(Layout::new),
             core: authority(&config.upstreams.core)?,
             portal: authority(&config.upstreams.portal)?,
             https_port,
@@ -152,13 +163,78 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         forwarding_headers(&mut parts.headers, conn, host.as_deref(), request_id);
 
+        // Only the proxy may ask for an offload, and only where it can read
+        // the registry's volume.
+        parts.headers.remove(&OFFLOAD);
+        let offload_retry = match (&self.registry_storage, route) {
+            (Some(_), Route::Registry) if parts.method == http::Method::GET => {
+                let retry = (
+                    parts.method.clone(),
+                    parts.uri.clone(),
+                    parts.headers.clone(),
+                );
+                parts
+                    .headers
+                    .insert(OFFLOAD.clone(), HeaderValue::from_static("1"));
+                Some(retry)
+            }
+            _ => None,
+        };
+
         let activity = Activity::new();
         let body = Idle::new(body, self.idle, "client", Some(activity.clone()));
-        let pending = self.client.request(Request::from_parts(parts, body));
+        let request = Request::from_parts(parts, RequestBody::Client(body));
+        let mut resp = match self.send(request, route, &activity).await {
+            Ok(resp) => resp,
+            Err(failure) => return error::upstream(route, failure).map(Into::into),
+        };
+        if let Some(value) = resp.headers_mut().remove(&OFFLOAD) {
+            let Some((method, uri, headers)) = offload_retry else {
+                tracing::error!("the registry offloaded a blob the proxy did not ask for");
+                return error::upstream(route, Failure::Broken).map(Into::into);
+            };
+            match self.open_offloaded(&value).await {
+                Ok((file, o)) => {
+                    let (mut parts, _) = resp.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, o.length.into());
+                    let body = ResponseBody::File(FileBody::new(file, o.offset, o.length));
+                    return Response::from_parts(parts, body);
+                }
+                Err(e) => {
+                    // The pull itself is fine: ask the registry for the bytes.
+                    tracing::warn!(error = %e, "cannot send an offloaded blob; relaying it instead");
+                    let mut request = Request::new(RequestBody::Empty);
+                    *request.method_mut() = method;
+                    *request.uri_mut() = uri;
+                    *request.headers_mut() = headers;
+                    resp = match self.send(request, route, &Activity::new()).await {
+                        Ok(resp) => resp,
+                        Err(failure) => return error::upstream(route, failure).map(Into::into),
+                    };
+                }
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let body = ResponseBody::Upstream(Idle::new(body, self.idle, "upstream", None));
+        Response::from_parts(parts, body)
+    }
+
+    /// Sends `request` and waits for the response head, with no deadline
+    /// while the request body still streams: the clock restarts whenever
+    /// bytes of it move.
+    async fn send(
+        &self,
+        request: Request<RequestBody>,
+        route: Route,
+        activity: &Activity,
+    ) -> Result<Response<Incoming>, Failure> {
+        let pending = self.client.request(request);
         tokio::pin!(pending);
-        // No deadline while the request body still streams: the clock restarts
-        // whenever bytes of it move.
-        let result = loop {
+        loop {
             let deadline = activity.last() + self.idle;
             tokio::select! {
                 r = &mut pending => break r.map_err(|e| {
@@ -173,16 +249,37 @@ impl Proxy {
                     }
                 }
             }
-        };
-        match result {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                let body = ResponseBody::Upstream(Idle::new(body, self.idle, "upstream", None));
-                Response::from_parts(parts, body)
-            }
-            Err(failure) => error::upstream(route, failure).map(Into::into),
         }
+    }
+
+    /// Opens the blob range the registry approved, checking it is all there.
+    async fn open_offloaded(
+        &self,
+        value: &HeaderValue,
+    ) -> Result<(std::fs::File, Offload), String> {
+        let layout = self.registry_storage.clone().ok_or("no registry storage")?;
+        let o = value
+            .to_str()
+            .ok()
+            .and_then(Offload::parse)
+            .ok_or_else(|| format!("malformed {} header {value:?}", offload::HEADER))?;
+        let path = layout.blob_data(&o.digest);
+        let end = o.offset.checked_add(o.length).ok_or("range overflows")?;
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let size = file
+                .metadata()
+                .map_err(|e| format!("reading {}: {e}", path.display()))?
+                .len();
+            if size < end {
+                return Err(format!("{} holds {size} bytes, not {end}", path.display()));
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        Ok((file, o))
     }
 }
 

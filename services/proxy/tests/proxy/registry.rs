@@ -1,6 +1,7 @@
 //! `/v2/` through the proxy: skopeo round trips with digests unchanged, a
-//! 200 MiB blob streamed both ways in flat memory, and transfers that go on
-//! past the idle timeout while bytes flow.
+//! 200 MiB blob streamed both ways in flat memory, blob pulls sent from the
+//! registry's volume (and relayed when the proxy cannot read it), and
+//! transfers that go on past the idle timeout while bytes flow.
 
 use std::time::Duration;
 
@@ -209,4 +210,122 @@ async fn a_slow_upload_outlives_the_idle_timeout_while_bytes_flow_and_a_stall_is
     if let Ok(r) = res {
         assert!(!r.status().is_success(), "{r:?}");
     }
+}
+
+/// Pushes `body` as one blob of `repo` through the proxy; returns its digest.
+async fn push_blob(site: &Site, repo: &str, body: Vec<u8>) -> String {
+    let digest = format!("sha256:{}", sha256_hex(&body));
+    let r = site
+        .http
+        .post(site.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    digest
+}
+
+const OFFLOAD: &str = "x-wharf-blob-offload";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_pulls_are_sent_from_the_registry_volume_and_relayed_when_it_is_unreadable() {
+    let site = Site::start().await;
+    let body: Vec<u8> = (0..3 * MIB + 17).map(|_| rand::random::<u8>()).collect();
+    let digest = push_blob(&site, "off/load", body.clone()).await;
+    let blob = format!("/v2/off/load/blobs/{digest}");
+
+    // The protocol: asked by the proxy, the registry answers with the
+    // approved range and no bytes ...
+    let r = site
+        .http
+        .get(site.registry_url(&blob))
+        .header(OFFLOAD, "1")
+        .header("range", "bytes=10-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()[OFFLOAD].to_str().unwrap(),
+        format!("{digest} 10 {}", body.len() - 10)
+    );
+    assert!(r.bytes().await.unwrap().is_empty());
+    // ... and only for blobs the repository holds.
+    let r = site
+        .http
+        .get(site.registry_url(&format!("/v2/other/repo/blobs/{digest}")))
+        .header(OFFLOAD, "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get(OFFLOAD).is_none());
+
+    // Through the proxy a client sees an ordinary blob response, whole or
+    // ranged, even when it sends the header itself.
+    let r = site
+        .http
+        .get(site.url(&blob))
+        .header(OFFLOAD, "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(OFFLOAD).is_none());
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap(), body);
+    let r = site
+        .http
+        .get(site.url(&blob))
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 1000-1999/{}", body.len()).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap(), body[1000..2000]);
+    let r = site.http.head(site.url(&blob)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
+    let log = site.proxy_log();
+    assert!(
+        log.contains(&format!("size_bytes={}", body.len())),
+        "the access log counts the bytes sent from the file:\n{log}"
+    );
+    assert!(!log.contains("relaying it instead"), "{log}");
+
+    // A proxy pointed at the wrong directory still serves every pull, by
+    // relaying the registry's bytes, and says why in its log.
+    let empty = tempfile::tempdir().unwrap();
+    let site = Site::start_with(Options {
+        proxy_env: vec![(
+            "WHARF_PROXY_UPSTREAMS__REGISTRY_STORAGE".into(),
+            empty.path().display().to_string(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let digest = push_blob(&site, "off/load", body.clone()).await;
+    let r = site
+        .http
+        .get(site.url(&format!("/v2/off/load/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(OFFLOAD).is_none());
+    assert_eq!(r.bytes().await.unwrap(), body);
+    assert!(site.proxy_log().contains("relaying it instead"));
 }

@@ -120,6 +120,8 @@ pub struct Options {
     pub tls: bool,
     /// The portal upstream; a dead address when `None` (no portal yet).
     pub portal: Option<String>,
+    /// Applied after the defaults, so a test can override them. By default
+    /// the proxy reads the registry's volume, as install.sh sets it up.
     pub proxy_env: Vec<(String, String)>,
 }
 
@@ -203,6 +205,10 @@ impl Site {
             (
                 "WHARF_PROXY_UPSTREAMS__PORTAL".to_owned(),
                 format!("http://{}", opts.portal.clone().unwrap_or_else(dead_addr)),
+            ),
+            (
+                "WHARF_PROXY_UPSTREAMS__REGISTRY_STORAGE".to_owned(),
+                dir.path().join("registry").display().to_string(),
             ),
             ("WHARF_PROXY_LOG__LEVEL".to_owned(), "info".to_owned()),
         ];

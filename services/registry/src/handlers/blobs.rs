@@ -1,21 +1,14 @@
 use std::fs::File;
-use std::io;
-use std::io::{Read, Seek, SeekFrom};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
-use tokio::sync::mpsc;
 use wharf_oci::{Digest, RepositoryName};
+use wharf_storage::offload::{self, Offload};
 
 use super::blocking;
 use crate::error::{Error, Result};
 use crate::{write, App};
-
-/// Size of each read when streaming a blob: large enough that per-chunk
-/// overhead vanishes, small enough that memory stays flat.
-const CHUNK: usize = 1 << 20;
 
 pub async fn get(
     app: &App,
@@ -50,7 +43,6 @@ pub async fn get(
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{digest}\""))
         .header(header::CACHE_CONTROL, "max-age=31536000")
@@ -61,7 +53,21 @@ pub async fn get(
             format!("bytes {start}-{}/{size}", start + len - 1),
         );
     }
+    let offloaded = !head && len > 0 && headers.contains_key(offload::HEADER);
+    // An offloaded answer has no body of its own: the proxy sets the length.
+    resp = resp.header(header::CONTENT_LENGTH, if offloaded { 0 } else { len });
     let body = if head || len == 0 {
+        Body::empty()
+    } else if offloaded {
+        // The proxy in front reads the same volume: it gets the approved
+        // range instead of the bytes (see wharf_storage::offload).
+        drop(file);
+        let o = Offload {
+            digest: digest.clone(),
+            offset: start,
+            length: len,
+        };
+        resp = resp.header(offload::HEADER, o.header_value());
         Body::empty()
     } else {
         file_body(file, start, len)
@@ -69,41 +75,8 @@ pub async fn get(
     resp.body(body).map_err(|e| Error::Internal(e.into()))
 }
 
-/// Streams `len` bytes of `file` from `start`, read ahead on a blocking thread.
-/// Each chunk is read into fresh, uninitialised capacity (no zeroing pass) and
-/// handed to the socket writer without a further copy.
-pub(crate) fn file_body(mut file: File, start: u64, len: u64) -> Body {
-    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut remaining = len;
-        while remaining > 0 {
-            let n = remaining.min(CHUNK as u64);
-            let mut buf = Vec::with_capacity(n as usize);
-            match (&mut file).take(n).read_to_end(&mut buf) {
-                Ok(got) if got as u64 == n => {}
-                Ok(_) => {
-                    let _ = tx.blocking_send(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "blob shorter than its size",
-                    )));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-            remaining -= n;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return; // the client went away
-            }
-        }
-    });
-    Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+fn file_body(file: File, start: u64, len: u64) -> Body {
+    Body::from_stream(offload::file_stream(file, start, len))
 }
 
 /// A single `bytes=` range, as inclusive offsets within `size`.
