@@ -48,6 +48,11 @@ fn install_push_pull_gc_stop_and_reinstall_over_the_same_data() {
     ]);
     let pulled = site.pull("e2e/app:v1");
     assert_same_image(src.path(), pulled.path(), "v1", &manifest);
+    // The installed proxy reads the registry's volume: it sent the layers
+    // from the files, never falling back to relaying them.
+    let proxy_log = std::fs::read_to_string(site.data.join("logs/proxy.log")).unwrap();
+    assert!(proxy_log.contains("access"), "{proxy_log}");
+    assert!(!proxy_log.contains("relaying it instead"), "{proxy_log}");
 
     let repos = site.get_json("/api/v2.0/projects/e2e/repositories", true);
     let repo = repos

@@ -133,6 +133,7 @@ pub struct Site {
     pub registry: Option<Proc>,
     pub core: Option<Proc>,
     pub proxy: Proc,
+    proxy_env: Vec<(String, String)>,
     /// `http://<proxy http addr>`
     pub url: String,
     pub http: reqwest::Client,
@@ -241,6 +242,7 @@ impl Site {
             ]);
         }
         env.extend(opts.proxy_env);
+        let proxy_env = env.clone();
         let proxy = spawn(
             Path::new(PROXY_BIN),
             &env,
@@ -255,6 +257,7 @@ impl Site {
             registry: Some(registry),
             core,
             proxy,
+            proxy_env,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -264,6 +267,19 @@ impl Site {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// A second proxy in front of the same services that cannot read the
+    /// registry's volume, so it relays every blob; logs to `relay.log`.
+    pub async fn relay_proxy(&self) -> Proc {
+        let mut env = self.proxy_env.clone();
+        env.retain(|(k, _)| k != "WHARF_PROXY_UPSTREAMS__REGISTRY_STORAGE");
+        spawn(
+            Path::new(PROXY_BIN),
+            &env,
+            Some(&self.dir.path().join("relay.log")),
+        )
+        .await
     }
 
     /// `docker://<proxy>/<reference>` for skopeo.
