@@ -164,10 +164,12 @@ impl Proxy {
         forwarding_headers(&mut parts.headers, conn, host.as_deref(), request_id);
 
         // Only the proxy may ask for an offload, and only where it can read
-        // the registry's volume.
+        // the registry's volume; the registry offloads blob GETs alone.
         parts.headers.remove(&OFFLOAD);
         let offload_retry = match (&self.registry_storage, route) {
-            (Some(_), Route::Registry) if parts.method == http::Method::GET => {
+            (Some(_), Route::Registry)
+                if parts.method == http::Method::GET && parts.uri.path().contains("/blobs/") =>
+            {
                 let retry = (
                     parts.method.clone(),
                     parts.uri.clone(),
