@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
@@ -134,39 +134,7 @@ where
 
 /// What the proxy sends upstream: the client's streamed body, or nothing
 /// when it asks the registry again itself (see `forward`'s offload fallback).
-pub enum RequestBody {
-    Client(Idle<Incoming>),
-    Empty,
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            RequestBody::Client(b) => Pin::new(b).poll_frame(cx),
-            RequestBody::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Client(b) => b.is_end_stream(),
-            RequestBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Client(b) => b.size_hint(),
-            RequestBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
+pub type RequestBody = Either<Idle<Incoming>, Empty<Bytes>>;
 
 /// A blob range the proxy reads from the registry's volume itself.
 pub struct FileBody {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::Full;
+use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -185,7 +185,7 @@ impl Proxy {
 
         let activity = Activity::new();
         let body = Idle::new(body, self.idle, "client", Some(activity.clone()));
-        let request = Request::from_parts(parts, RequestBody::Client(body));
+        let request = Request::from_parts(parts, RequestBody::Left(body));
         let mut resp = match self.send(request, route, &activity).await {
             Ok(resp) => resp,
             Err(failure) => return error::upstream(route, failure).map(Into::into),
@@ -208,7 +208,7 @@ impl Proxy {
                 Err(e) => {
                     // The pull itself is fine: ask the registry for the bytes.
                     tracing::warn!(error = %e, "cannot send an offloaded blob; relaying it instead");
-                    let mut request = Request::new(RequestBody::Empty);
+                    let mut request = Request::new(RequestBody::Right(Empty::new()));
                     *request.method_mut() = method;
                     *request.uri_mut() = uri;
                     *request.headers_mut() = headers;
