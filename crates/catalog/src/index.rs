@@ -77,6 +77,17 @@ pub async fn claim_blob(tx: &mut PgConnection, digest: &Digest, size: i64) -> Re
     })
 }
 
+/// Whether a blob row exists in a state other than `live`, read without
+/// waiting on the collector's locks.
+pub async fn blob_held_by_collector(tx: &mut PgConnection, digest: &Digest) -> Result<bool> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state::text FROM blob WHERE digest = $1")
+            .bind(digest.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(state.is_some_and(|s| s != "live"))
+}
+
 /// Key-share locks the live rows among `digests` (sorted, to avoid deadlocks)
 /// and returns the sizes of those found.
 pub async fn lock_live_blobs(
@@ -299,6 +310,35 @@ pub async fn set_tag(
     .execute(&mut *tx)
     .await?;
     Ok(old.filter(|&o| o != manifest_id))
+}
+
+/// After a manifest PUT commits: key-share locks the manifest row (a delete
+/// waits, or has already set it `deleting`) and share-locks the tag row (a
+/// move waits, or already points it elsewhere). Returns whether the manifest
+/// is still live and whether `tag` still points at it.
+pub async fn lock_for_links(
+    tx: &mut PgConnection,
+    repo_id: i64,
+    manifest_id: i64,
+    tag: Option<&str>,
+) -> Result<(bool, bool)> {
+    let live: Option<bool> =
+        sqlx::query_scalar("SELECT state = 'live' FROM manifest WHERE id = $1 FOR KEY SHARE")
+            .bind(manifest_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(tag) = tag else {
+        return Ok((live == Some(true), false));
+    };
+    let tagged: Option<bool> = sqlx::query_scalar(
+        "SELECT manifest_id = $3 FROM tag WHERE repo_id = $1 AND name = $2 FOR SHARE",
+    )
+    .bind(repo_id)
+    .bind(tag)
+    .bind(manifest_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok((live == Some(true), tagged == Some(true)))
 }
 
 /// Deletes a tag row; returns the digests of every index link it left behind.

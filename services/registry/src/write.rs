@@ -1,6 +1,8 @@
 //! The write path: each operation is one short Postgres transaction that
 //! checks policy, records the storage index and the outbox event, and places
-//! the files before it commits (the protocol of shared/docs/gc.md).
+//! the files before it commits (the protocol of shared/docs/gc.md). The one
+//! exception: a manifest's revision and tag links, which make it visible to
+//! pulls, are written just after its commit (see `write_manifest_links`).
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +122,55 @@ pub async fn commit_blob(
         fs(&app.store, move |s| s.remove_tree(&dir)).await?;
         return Ok(());
     }
+}
+
+/// A blob of `repo` that storage serves but the index does not know: an
+/// upload killed after its rename and link, before its commit, leaves one.
+/// HEAD (served from files) says it is there, so clients will not upload it
+/// again; the manifest that names it takes it into the index instead of
+/// being refused until a reconcile. The file is trusted because only a
+/// verified upload ever renames into a content-addressed path, and claiming
+/// the row first means a collector can no longer remove it under us. A row
+/// the collector holds is left to it: the manifest is refused as before.
+/// Returns whether the blob is now a live, linked blob of `repo`.
+async fn adopt_unrecorded(
+    app: &App,
+    tx: &mut sqlx::PgConnection,
+    repo: &RepositoryName,
+    repo_id: i64,
+    d: &Digest,
+) -> Result<bool> {
+    let (r, dd) = (repo.clone(), d.clone());
+    let size = fs(&app.store, move |s| {
+        if s.read_link(&s.layout.layer_link(&r, &dd))?.as_ref() != Some(&dd) {
+            return Ok(None);
+        }
+        s.blob_size(&dd)
+    })
+    .await?;
+    let Some(size) = size else {
+        return Ok(false);
+    };
+    if index::blob_held_by_collector(tx, d).await? {
+        return Ok(false);
+    }
+    // Live: the row exists (an upload committed while we waited on it, or
+    // only this repository's record of the link was lost).
+    let unrecorded = match index::claim_blob(tx, d, size as i64).await? {
+        BlobClaim::Inserted => true,
+        BlobClaim::Live => false,
+        BlobClaim::Deleting | BlobClaim::Gone => return Ok(false),
+    };
+    // Gone between the look and the claim (a collector finished with it).
+    let dd = d.clone();
+    if fs(&app.store, move |s| s.blob_size(&dd)).await?.is_none() {
+        return Ok(false);
+    }
+    index::link_blob(tx, repo_id, d).await?;
+    if unrecorded {
+        tracing::warn!(repository = %repo, digest = %d, "took a blob storage held but the index did not (left by an interrupted upload) into the index");
+    }
+    Ok(true)
 }
 
 /// Cross-repository mount; `false` when `from` does not hold the blob.
@@ -242,13 +293,15 @@ pub async fn put_manifest(
         } else {
             index::linked_digests(&mut tx, repo_id, &blob_refs).await?
         };
-        if let Some(missing) = blob_refs
+        for d in blob_refs
             .iter()
-            .find(|d| !linked.contains(d) || !live.iter().any(|(l, _)| l == *d))
+            .filter(|d| !linked.contains(d) || !live.iter().any(|(l, _)| l == *d))
         {
-            return Err(Error::ManifestBlobUnknown(format!(
-                "blob {missing} is not in repository {repo}; push it first"
-            )));
+            if !adopt_unrecorded(app, &mut tx, repo, repo_id, d).await? {
+                return Err(Error::ManifestBlobUnknown(format!(
+                    "blob {d} is not in repository {repo}; push it first"
+                )));
+            }
         }
         if !child_refs.is_empty() {
             let children = index::lock_live_manifests(&mut tx, repo_id, &child_refs).await?;
@@ -304,17 +357,6 @@ pub async fn put_manifest(
                 index::queue_manifest(&mut tx, old, app.config.gc_grace_secs).await?;
             }
         }
-        let layout = app.store.layout.clone();
-        let (r, d, t) = (repo.clone(), digest.clone(), tag.clone());
-        fs(&app.store, move |s| {
-            s.write_link(&layout.revision_link(&r, &d), &d)?;
-            if let Some(t) = &t {
-                s.write_link(&layout.tag_index_link(&r, t, &d), &d)?;
-                s.write_link(&layout.tag_current_link(&r, t), &d)?;
-            }
-            Ok(())
-        })
-        .await?;
         index::append_event(
             &mut tx,
             &Event {
@@ -332,11 +374,48 @@ pub async fn put_manifest(
         failpoint::pause("M1").await;
         tx.commit().await?;
         drop(temp);
+        write_manifest_links(app, repo, repo_id, manifest_id, &digest, tag.as_ref()).await?;
         return Ok(PutManifest {
             digest,
             subject: manifest.subject.map(|s| s.digest),
         });
     }
+}
+
+/// Makes a committed manifest visible: pulls read the revision and tag
+/// links, so they are written only once the index holds the manifest. A
+/// crash before this leaves an indexed manifest that pulls do not see yet
+/// (the client's retry of the PUT writes the links), never a visible tag
+/// whose blobs the collector may take because no row protects them.
+/// The rows stay locked while the links are written, so a delete of the
+/// manifest or a move of the tag either waits for this or has already won,
+/// and then its links are not written.
+async fn write_manifest_links(
+    app: &App,
+    repo: &RepositoryName,
+    repo_id: i64,
+    manifest_id: i64,
+    digest: &Digest,
+    tag: Option<&Tag>,
+) -> Result<()> {
+    let mut tx = app.db.begin().await?;
+    let (live, tagged) =
+        index::lock_for_links(&mut tx, repo_id, manifest_id, tag.map(Tag::as_str)).await?;
+    if live {
+        let layout = app.store.layout.clone();
+        let (r, d, t) = (repo.clone(), digest.clone(), tag.cloned());
+        fs(&app.store, move |s| {
+            s.write_link(&layout.revision_link(&r, &d), &d)?;
+            if let (Some(t), true) = (&t, tagged) {
+                s.write_link(&layout.tag_index_link(&r, t, &d), &d)?;
+                s.write_link(&layout.tag_current_link(&r, t), &d)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Deletes a manifest and every tag on it, in gc.md's two steps.

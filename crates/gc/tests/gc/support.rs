@@ -52,6 +52,37 @@ pub fn registry_bin() -> PathBuf {
 /// A fresh migrated database per test, dropped when the test ends.
 pub use wharf_testkit::TestDb;
 
+/// The registry binary with the internal secret and G = 0; returns it and
+/// the address from its ready line.
+async fn spawn_registry(data: &Path, db_url: &str, failpoints: &Path) -> (Child, String) {
+    let mut child = Command::new(registry_bin())
+        .env("WHARF_REGISTRY_LISTEN", "127.0.0.1:0")
+        .env("WHARF_REGISTRY_DATA_DIR", data)
+        .env("WHARF_REGISTRY_DATABASE__URL", db_url)
+        .env("WHARF_REGISTRY_LOG__LEVEL", "warn")
+        .env("WHARF_REGISTRY_GC_GRACE_SECS", "0")
+        .env("WHARF_REGISTRY_INTERNAL_SECRET", SECRET)
+        .env("WHARF_REGISTRY_UPLOADS__PURGE_ENABLED", "false")
+        .env(wharf_storage::failpoint::ENV, failpoints)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("registry started")
+        .unwrap()
+        .expect("ready line");
+    let addr = line
+        .strip_prefix("listening on ")
+        .expect("ready line")
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
 /// The registry binary on a fresh volume and database, plus a pool and a collector.
 pub struct Site {
     pub base: String,
@@ -70,31 +101,7 @@ impl Site {
         let data = tempfile::tempdir().unwrap();
         let db = TestDb::new().await;
         let fp = Failpoints::new();
-        let mut child = Command::new(registry_bin())
-            .env("WHARF_REGISTRY_LISTEN", "127.0.0.1:0")
-            .env("WHARF_REGISTRY_DATA_DIR", data.path())
-            .env("WHARF_REGISTRY_DATABASE__URL", &db.url)
-            .env("WHARF_REGISTRY_LOG__LEVEL", "warn")
-            .env("WHARF_REGISTRY_GC_GRACE_SECS", "0")
-            .env("WHARF_REGISTRY_INTERNAL_SECRET", SECRET)
-            .env("WHARF_REGISTRY_UPLOADS__PURGE_ENABLED", "false")
-            .env(wharf_storage::failpoint::ENV, fp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("registry started")
-            .unwrap()
-            .expect("ready line");
-        let addr = line
-            .strip_prefix("listening on ")
-            .expect("ready line")
-            .to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, addr) = spawn_registry(data.path(), &db.url, fp.path()).await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(12)
             .connect(&db.url)
@@ -110,6 +117,19 @@ impl Site {
             child,
             db,
         }
+    }
+
+    /// `kill -9` of the registry, wherever it is (a paused failpoint too).
+    pub async fn crash_registry(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// A new registry process on the same volume, database and failpoints.
+    pub async fn restart_registry(&mut self) {
+        let (child, addr) = spawn_registry(self.data.path(), &self.db.url, self.fp.path()).await;
+        self.child = child;
+        self.base = format!("http://{addr}");
+        self.addr = addr;
     }
 
     /// A collector whose failpoints (G1, G3) are this site's, so that tests
