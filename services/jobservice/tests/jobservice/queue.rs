@@ -10,22 +10,26 @@ use wharf_catalog::jobs;
 
 use crate::support::*;
 
-#[tokio::test]
-async fn a_gc_killed_mid_run_is_finished_by_the_restarted_jobservice() {
+/// `kill -9` of the jobservice whose worker runs a GC paused at `failpoint`
+/// (G1: after step A; G2: inside step B, in the registry, after an unlink;
+/// G3: after step B commits); a new jobservice must finish the job.
+async fn gc_killed_at(failpoint: &str) {
     let mut site = Site::start().await;
     let mut garbage = Vec::new();
     for i in 0..6 {
         garbage.push(site.garbage(format!("garbage {i}").as_bytes()).await);
     }
-    let (pause, hit) = site.failpoint("G1");
+    let (pause, hit) = site.failpoint(failpoint);
     std::fs::write(&pause, b"").unwrap();
     let (first, _) = site.start_jobservice().await;
     let id = site
         .enqueue_gc(json!({"delete_untagged": true, "workers": 1}))
         .await;
-    until(60, "the collector to pause after step A", || async {
-        hit.exists()
-    })
+    until(
+        60,
+        &format!("the collector to pause at {failpoint}"),
+        || async { hit.exists() },
+    )
     .await;
     assert_eq!(site.execution(id).await.status, "Running");
 
@@ -35,9 +39,19 @@ async fn a_gc_killed_mid_run_is_finished_by_the_restarted_jobservice() {
     let (_, _) = site.start_jobservice().await;
     let e = site.wait_ended(id, 90).await;
     assert_eq!(e.status, "Success", "{e:?}");
-    assert_eq!(e.extra_attrs["purged_blobs"], 6, "{e:?}");
+    if failpoint == "G1" {
+        // Step B never ran before the kill: the new run purged everything.
+        assert_eq!(e.extra_attrs["purged_blobs"], 6, "{e:?}");
+    }
     for d in &garbage {
         assert!(!site.blob_file(d).exists(), "{d} is still on disk");
+        let row: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM blob WHERE encode(digest, 'hex') = $1")
+                .bind(&d[7..])
+                .fetch_one(&site.pool)
+                .await
+                .unwrap();
+        assert_eq!(row, 0, "{d} still has a row");
     }
     let tasks = jobs::tasks_of(&site.pool, id).await.unwrap();
     assert_eq!(tasks.len(), 1);
@@ -51,6 +65,21 @@ async fn a_gc_killed_mid_run_is_finished_by_the_restarted_jobservice() {
         .unwrap();
     assert_eq!(deleting, 0);
     assert!(site.registry_alive());
+}
+
+#[tokio::test]
+async fn a_gc_killed_after_step_a_is_finished_by_the_restarted_jobservice() {
+    gc_killed_at("G1").await;
+}
+
+#[tokio::test]
+async fn a_gc_killed_inside_step_b_is_finished_by_the_restarted_jobservice() {
+    gc_killed_at("G2").await;
+}
+
+#[tokio::test]
+async fn a_gc_killed_after_step_b_is_finished_by_the_restarted_jobservice() {
+    gc_killed_at("G3").await;
 }
 
 #[tokio::test]

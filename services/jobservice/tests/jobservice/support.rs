@@ -52,7 +52,8 @@ impl Site {
                 .env("WHARF_REGISTRY_DATABASE__URL", &db.url)
                 .env("WHARF_REGISTRY_LOG__LEVEL", "warn")
                 .env("WHARF_REGISTRY_GC_GRACE_SECS", "0")
-                .env("WHARF_REGISTRY_INTERNAL_SECRET", SECRET),
+                .env("WHARF_REGISTRY_INTERNAL_SECRET", SECRET)
+                .env("WHARF_FAILPOINTS_DIR", failpoints.path()),
         )
         .await;
         let pool = db.connect().await;
