@@ -374,6 +374,8 @@ pub async fn put_manifest(
         failpoint::pause("M1").await;
         tx.commit().await?;
         drop(temp);
+        // Committed, not yet visible to pulls.
+        failpoint::pause("M2").await;
         write_manifest_links(app, repo, repo_id, manifest_id, &digest, tag.as_ref()).await?;
         return Ok(PutManifest {
             digest,

@@ -1,5 +1,6 @@
 //! Crash tests (gc.md, "Tests that would prove it", item 3): the registry is
-//! killed with SIGKILL while a writer is paused at W1, W2 or M1, and Postgres
+//! killed with SIGKILL while a writer is paused at W1, W2, M1 or M2 (after
+//! the manifest's commit, before its links), and Postgres
 //! terminates the collector's step B session while it is paused at G2. After
 //! a restart the client tries again at once, as skopeo or docker would, and
 //! then a GC runs with reconcile. Every time: what a client can see pulls
@@ -15,17 +16,6 @@ use crate::support::*;
 
 const REPO: &str = "crash/app";
 const MUST_HIT: Duration = Duration::from_secs(10);
-
-fn params() -> Params {
-    Params {
-        grace_secs: 0,
-        recover_after_secs: 0,
-        delete_untagged: true,
-        reconcile: true,
-        workers: 2,
-        ..Params::default()
-    }
-}
 
 /// What a client does: HEAD each blob, upload only those the registry does
 /// not have, then PUT the manifest.
@@ -64,7 +54,8 @@ async fn registry_killed_at(failpoint: &str) {
         .await;
     let layer = Layer::random(3000);
     let (config, manifest) = image_of(&[&layer]);
-    if failpoint == "M1" {
+    let is_manifest = failpoint.starts_with('M');
+    if is_manifest {
         site.push_blob(REPO, &layer.gz).await;
         site.push_blob(REPO, &config).await;
     }
@@ -72,7 +63,6 @@ async fn registry_killed_at(failpoint: &str) {
     site.fp.arm(failpoint);
     let (http, base) = (site.http.clone(), site.base.clone());
     let (gz, m) = (layer.gz.clone(), manifest.clone());
-    let is_manifest = failpoint == "M1";
     let writer = tokio::spawn(async move {
         let r = if is_manifest {
             http.put(format!("{base}/v2/{REPO}/manifests/v1"))
@@ -111,6 +101,14 @@ async fn registry_killed_at(failpoint: &str) {
         assert_eq!(b.as_deref(), Some(&layer.gz[..]), "a visible blob is whole");
     }
 
+    if failpoint == "M2" {
+        // Committed but not visible: the index protects its blobs meanwhile.
+        assert!(site.get_manifest(REPO, "v1").await.is_none());
+        site.collector().run(&eager_params(), None).await.unwrap();
+        site.assert_live(&layer.digest).await;
+        site.assert_live(&sha256(&config)).await;
+    }
+
     // The client tries again at once, and it lands.
     let (s, body) = push_like_a_client(&site, REPO, "v1", &[&layer.gz, &config], &manifest).await;
     assert_eq!(s, StatusCode::CREATED, "retry after the crash: {body}");
@@ -119,7 +117,7 @@ async fn registry_killed_at(failpoint: &str) {
 
     // A GC with reconcile keeps everything that is referenced, and after it
     // storage holds the index's blobs and nothing else.
-    let report = site.collector().run(&params(), None).await.unwrap();
+    let report = site.collector().run(&eager_params(), None).await.unwrap();
     assert_eq!(report.errors, 0, "{report:?}");
     site.assert_index_consistent().await;
     site.pull_verified(REPO, "v1").await.unwrap();
@@ -157,6 +155,11 @@ async fn registry_killed_at_m1_with_the_manifest_uncommitted() {
 }
 
 #[tokio::test]
+async fn registry_killed_at_m2_with_the_manifest_committed_but_not_linked() {
+    registry_killed_at("M2").await;
+}
+
+#[tokio::test]
 async fn step_b_session_terminated_mid_unlink_is_recovered() {
     let site = Site::start().await;
     let kept = site
@@ -177,7 +180,7 @@ async fn step_b_session_terminated_mid_unlink_is_recovered() {
 
     site.fp.arm("G2");
     let collector = site.collector();
-    let run = tokio::spawn(async move { collector.run(&params(), None).await });
+    let run = tokio::spawn(async move { collector.run(&eager_params(), None).await });
     assert!(
         wait_until(MUST_HIT, || site.fp.was_hit("G2")).await,
         "the collector never reached G2"
@@ -203,7 +206,7 @@ async fn step_b_session_terminated_mid_unlink_is_recovered() {
     // The interrupted run may fail or count the chunk as an error; either
     // way the next one finishes the work.
     eprintln!("interrupted run: {first:?}");
-    let report = site.collector().run(&params(), None).await.unwrap();
+    let report = site.collector().run(&eager_params(), None).await.unwrap();
     assert_eq!(report.errors, 0, "{report:?}");
     site.assert_index_consistent().await;
     for d in &doomed {
@@ -254,7 +257,7 @@ async fn a_manifest_killed_at_m1_and_never_retried_is_not_left_broken_by_gc() {
     for reconcile in [false, true] {
         let p = Params {
             reconcile,
-            ..params()
+            ..eager_params()
         };
         site.collector().run(&p, None).await.unwrap();
         assert_visible_is_whole(&site, REPO, "v1").await;

@@ -56,17 +56,6 @@ fn name<T: std::fmt::Debug>(t: T) -> String {
     format!("{t:?}")
 }
 
-fn params() -> Params {
-    Params {
-        grace_secs: 0,
-        recover_after_secs: 0,
-        delete_untagged: true,
-        reconcile: true,
-        workers: 2,
-        ..Params::default()
-    }
-}
-
 /// What the writer got.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -118,7 +107,7 @@ fn spawn_writer(site: &std::sync::Arc<Site>, w: Writer, c: &Content) -> JoinHand
 
 fn spawn_gc(site: &std::sync::Arc<Site>) -> JoinHandle<wharf_gc::Result<wharf_gc::Report>> {
     let c = site.collector();
-    tokio::spawn(async move { c.run(&params(), None).await })
+    tokio::spawn(async move { c.run(&eager_params(), None).await })
 }
 
 /// Waits until the running side pauses at `failpoint`, finishes, or blocks
@@ -146,7 +135,7 @@ async fn race(w: Writer, g: Gc, order: Order) {
         // collector take the blobs first, then leave the layer's file behind
         // as a crashed writer would (renamed, never committed): the reconcile
         // then races the writer for the same path.
-        site.collector().run(&params(), None).await.unwrap();
+        site.collector().run(&eager_params(), None).await.unwrap();
         for d in c.blobs() {
             site.assert_gone(&d).await;
         }
@@ -264,7 +253,7 @@ async fn race(w: Writer, g: Gc, order: Order) {
     }
 
     // A final quiet run: the 201 image still pulls, nothing else is left.
-    let last = site.collector().run(&params(), None).await.unwrap();
+    let last = site.collector().run(&eager_params(), None).await.unwrap();
     assert_eq!(last.errors, 0, "{label}: {last:?}");
     site.assert_index_consistent().await;
     let mut expect = std::collections::BTreeSet::new();
@@ -332,7 +321,7 @@ async fn head_then_gc_then_manifest_put() {
         }
         let gc = match paused {
             None => {
-                site.collector().run(&params(), None).await.unwrap();
+                site.collector().run(&eager_params(), None).await.unwrap();
                 None
             }
             Some(g) => {
@@ -365,7 +354,7 @@ async fn head_then_gc_then_manifest_put() {
         let (s, body) = site.put_manifest(REPO, "v1", &c.manifest).await;
         assert_eq!(s, 201, "{label}: the retry: {body}");
         site.pull_verified(REPO, "v1").await.unwrap();
-        site.collector().run(&params(), None).await.unwrap();
+        site.collector().run(&eager_params(), None).await.unwrap();
         site.pull_verified(REPO, "v1").await.unwrap();
         site.assert_index_consistent().await;
     }
@@ -386,7 +375,7 @@ async fn a_blob_found_busy_is_reclaimed_when_its_manifest_goes() {
     assert!(site.fp.wait_hit_or("M1", MUST_HIT, || false).await);
     let no_reconcile = Params {
         reconcile: false,
-        ..params()
+        ..eager_params()
     };
     let busy = site.collector().run(&no_reconcile, None).await.unwrap();
     assert_eq!(busy.purged_blobs, 0, "{busy:?}");
@@ -395,7 +384,7 @@ async fn a_blob_found_busy_is_reclaimed_when_its_manifest_goes() {
     assert_eq!(s, 201, "{body}");
     assert_eq!(site.delete_reference(REPO, "v1").await, 202);
 
-    let report = site.collector().run(&params(), None).await.unwrap();
+    let report = site.collector().run(&eager_params(), None).await.unwrap();
     assert_eq!(report.purged_manifests, 1, "{report:?}");
     let mut left = Vec::new();
     for d in site.blob_files() {

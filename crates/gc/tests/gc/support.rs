@@ -49,6 +49,19 @@ pub fn registry_bin() -> PathBuf {
     .clone()
 }
 
+/// The collector as the race and crash tests run it: G = 0, recovery at
+/// once, untagged manifests go, reconcile on.
+pub fn eager_params() -> wharf_gc::Params {
+    wharf_gc::Params {
+        grace_secs: 0,
+        recover_after_secs: 0,
+        delete_untagged: true,
+        reconcile: true,
+        workers: 2,
+        ..wharf_gc::Params::default()
+    }
+}
+
 /// A fresh migrated database per test, dropped when the test ends.
 pub use wharf_testkit::TestDb;
 
