@@ -1,7 +1,8 @@
 //! `/v2/` through the proxy: skopeo round trips with digests unchanged, a
 //! 200 MiB blob streamed both ways in flat memory, blob pulls sent from the
-//! registry's volume (and relayed when the proxy cannot read it), and
-//! transfers that go on past the idle timeout while bytes flow.
+//! registry's volume (and relayed when the proxy cannot read it),
+//! transfers that go on past the idle timeout while bytes flow, and podman
+//! pushing and pulling through it.
 
 use std::time::Duration;
 
@@ -336,4 +337,110 @@ async fn blob_pulls_are_sent_from_the_registry_volume_and_relayed_when_it_is_unr
     assert!(r.headers().get(OFFLOAD).is_none());
     assert_eq!(r.bytes().await.unwrap(), body);
     assert!(site.proxy_log().contains("relaying it instead"));
+}
+
+/// A fresh directory with an all-lowercase path, removed on drop.
+struct LowercaseDir(std::path::PathBuf);
+
+impl LowercaseDir {
+    fn new() -> LowercaseDir {
+        let p = std::path::Path::new("/tmp")
+            .join(format!("wharf-podman-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir(&p).unwrap();
+        LowercaseDir(p)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for LowercaseDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs podman on its own storage under `dir` (vfs: no kernel overlay
+/// needed); returns whether it succeeded and its output.
+async fn podman(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs", "--events-backend", "none"])
+        .args(args)
+        .output()
+        .await
+        .expect("podman is installed (.ci/run installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_pushes_and_pulls_through_the_proxy() {
+    let site = Site::start().await;
+    // podman names an image pulled from a layout after its path, which must
+    // then be lowercase: tempdir's random suffix is not.
+    let src = LowercaseDir::new();
+    oci_image(src.path(), "v1", 2, 300_000);
+    let store = tempfile::tempdir().unwrap();
+    let ok = |(ok, out): (bool, String), what: &str| {
+        assert!(ok, "podman {what} failed:\n{out}");
+        out
+    };
+    let id = ok(
+        podman(
+            store.path(),
+            &["pull", "-q", &format!("oci:{}:v1", src.path().display())],
+        )
+        .await,
+        "pull from the layout",
+    )
+    .trim()
+    .to_owned();
+    let reference = format!("{}/library/pod:v1", site.proxy.addr);
+    ok(podman(store.path(), &["tag", &id, &reference]).await, "tag");
+    ok(
+        podman(
+            store.path(),
+            &["push", "--tls-verify=false", "-q", &reference],
+        )
+        .await,
+        "push",
+    );
+    ok(podman(store.path(), &["rmi", "-a", "-f"]).await, "rmi");
+    ok(
+        podman(
+            store.path(),
+            &["pull", "--tls-verify=false", "-q", &reference],
+        )
+        .await,
+        "pull through the proxy",
+    );
+    // The image that came back is the one pushed (its ID is its config's digest).
+    let images = ok(
+        podman(
+            store.path(),
+            &["images", "--no-trunc", "--format", "{{.ID}}"],
+        )
+        .await,
+        "images",
+    );
+    assert_eq!(images.trim().trim_start_matches("sha256:"), id, "{images}");
+    let r = site
+        .http
+        .head(site.registry_url("/v2/library/pod/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
