@@ -15,17 +15,10 @@ use tokio::process::{Child, Command};
 pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_wharf-proxy");
 pub const ADMIN_PASSWORD: &str = "Harbor12345";
 
-/// A sibling binary of this workspace, built on first use if missing.
+/// A sibling binary of this workspace, built by cargo first so a stale one
+/// is never tested.
 fn workspace_bin(package: &str) -> PathBuf {
-    let bin = PathBuf::from(PROXY_BIN).with_file_name(package);
-    if !bin.exists() {
-        let st = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", package, "--bin", package])
-            .status()
-            .expect("cargo build");
-        assert!(st.success(), "building {package} failed");
-    }
-    bin
+    wharf_testkit::workspace_bin(Path::new(PROXY_BIN), package, package)
 }
 
 pub fn registry_bin() -> PathBuf {
