@@ -176,12 +176,19 @@ pub fn workspace_bin(sibling: &std::path::Path, package: &str, bin: &str) -> std
 /// Runs skopeo (with `--insecure-policy`: test images are unsigned);
 /// returns whether it succeeded and its stdout and stderr together.
 pub async fn skopeo(args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
+    let mut cmd = tokio::process::Command::new("skopeo");
+    cmd.arg("--insecure-policy").args(args);
+    run_client(cmd).await
+}
+
+/// Runs a container client (skopeo, podman, ...) to the end; returns
+/// whether it succeeded and its stdout and stderr together.
+pub async fn run_client(mut cmd: tokio::process::Command) -> (bool, String) {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let out = cmd
         .output()
         .await
-        .expect("skopeo is installed (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("{program} runs (.ci/run installs it): {e}"));
     (
         out.status.success(),
         format!(

@@ -364,24 +364,14 @@ impl Drop for LowercaseDir {
 /// Runs podman on its own storage under `dir` (vfs: no kernel overlay
 /// needed); returns whether it succeeded and its output.
 async fn podman(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("podman")
-        .arg("--root")
+    let mut cmd = tokio::process::Command::new("podman");
+    cmd.arg("--root")
         .arg(dir.join("root"))
         .arg("--runroot")
         .arg(dir.join("run"))
         .args(["--storage-driver", "vfs", "--events-backend", "none"])
-        .args(args)
-        .output()
-        .await
-        .expect("podman is installed (.ci/run installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+        .args(args);
+    wharf_testkit::run_client(cmd).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
