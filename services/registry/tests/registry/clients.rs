@@ -1,7 +1,7 @@
 //! Real clients against the real binary: skopeo pushing and pulling images
 //! and multi-arch indexes (open and behind token auth), Debian's
 //! docker-registry reading Wharf's volume and the reverse, bearer-token edge
-//! cases, crashes and disconnects during uploads, upload purging and
+//! cases, crashes, disconnects and a full disk during uploads, upload purging and
 //! `--check-config`.
 
 use std::path::Path;
@@ -763,7 +763,7 @@ async fn wharf_adopts_a_docker_registry_volume() {
 }
 
 // ---------------------------------------------------------------------------
-// 5. Crashes and disconnects during uploads
+// 5. Crashes, disconnects and a full disk during uploads
 
 /// Starts an upload session; returns its `Location`.
 async fn start_upload(reg: &Registry, repo: &str) -> String {
@@ -1010,6 +1010,112 @@ async fn kill_9_during_uploads_leaves_no_partial_blob() {
         }
     }
     assert!(!acked.is_empty(), "no upload finished before the kills");
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` (tests run as root, as CI does),
+/// unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, mib: u32) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            st.success(),
+            "mounting a tmpfs at {} needs root",
+            dir.display()
+        );
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_mid_upload_leaves_no_blob_and_frees_its_space() {
+    let data = tempfile::tempdir().unwrap();
+    let vol = data.path().join("vol");
+    let _tmpfs = Tmpfs::mount(&vol, 24);
+    let reg = Registry::start_on(
+        data,
+        TestDb::new().await,
+        None,
+        vec![("WHARF_REGISTRY_DATA_DIR".into(), vol.display().to_string())],
+    )
+    .await;
+    let kept = random_bytes(1 << 20);
+    let kept_digest = sha256(&kept);
+    let r = reg
+        .http
+        .post(reg.url(&format!("/v2/lib/app/blobs/uploads/?digest={kept_digest}")))
+        .body(kept.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // 40 MiB into a 24 MiB volume, in one request, then in a chunk. The
+    // registry answers 507 as soon as a write fails; a client still sending
+    // may see the connection close instead.
+    let big = random_bytes(40 << 20);
+    let big_digest = sha256(&big);
+    let r = reg
+        .http
+        .post(reg.url(&format!("/v2/lib/app/blobs/uploads/?digest={big_digest}")))
+        .body(big.clone())
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 507, "monolithic upload to a full disk");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("full"), "{body}");
+    }
+    let location = start_upload(&reg, "lib/app").await;
+    let r = reg
+        .http
+        .patch(reg.url(&location))
+        .header("content-type", "application/octet-stream")
+        .body(big.clone())
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 507, "chunk to a full disk");
+    }
+
+    // Nothing half-written is visible, and what was there is intact.
+    assert_eq!(blob_status(&reg, "lib/app", &big_digest).await, 404);
+    let (count, bad) = scan_volume_blobs(&vol);
+    assert_eq!(bad, Vec::<std::path::PathBuf>::new(), "partial blobs");
+    assert_eq!(count, 1);
+    assert_eq!(fetch_blob(&reg, "lib/app", &kept_digest).await, kept);
+
+    // The failed uploads gave their space back: 16 MiB more fits.
+    let more = random_bytes(16 << 20);
+    let more_digest = sha256(&more);
+    let r = reg
+        .http
+        .post(reg.url(&format!("/v2/lib/app/blobs/uploads/?digest={more_digest}")))
+        .body(more.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    assert_eq!(fetch_blob(&reg, "lib/app", &more_digest).await, more);
 }
 
 // ---------------------------------------------------------------------------
