@@ -1059,15 +1059,7 @@ async fn a_full_disk_mid_upload_leaves_no_blob_and_frees_its_space() {
     )
     .await;
     let kept = random_bytes(1 << 20);
-    let kept_digest = sha256(&kept);
-    let r = reg
-        .http
-        .post(reg.url(&format!("/v2/lib/app/blobs/uploads/?digest={kept_digest}")))
-        .body(kept.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let kept_digest = reg.push_blob("lib/app", &kept).await;
 
     // 40 MiB into a 24 MiB volume, in one request, then in a chunk. The
     // registry answers 507 as soon as a write fails; a client still sending
@@ -1106,15 +1098,7 @@ async fn a_full_disk_mid_upload_leaves_no_blob_and_frees_its_space() {
 
     // The failed uploads gave their space back: 16 MiB more fits.
     let more = random_bytes(16 << 20);
-    let more_digest = sha256(&more);
-    let r = reg
-        .http
-        .post(reg.url(&format!("/v2/lib/app/blobs/uploads/?digest={more_digest}")))
-        .body(more.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let more_digest = reg.push_blob("lib/app", &more).await;
     assert_eq!(fetch_blob(&reg, "lib/app", &more_digest).await, more);
 }
 
