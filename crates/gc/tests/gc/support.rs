@@ -7,14 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
 use sha2::Digest as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const SECRET: &str = "gc-test-secret";
@@ -68,32 +66,18 @@ pub use wharf_testkit::TestDb;
 /// The registry binary with the internal secret and G = 0; returns it and
 /// the address from its ready line.
 async fn spawn_registry(data: &Path, db_url: &str, failpoints: &Path) -> (Child, String) {
-    let mut child = Command::new(registry_bin())
-        .env("WHARF_REGISTRY_LISTEN", "127.0.0.1:0")
-        .env("WHARF_REGISTRY_DATA_DIR", data)
-        .env("WHARF_REGISTRY_DATABASE__URL", db_url)
-        .env("WHARF_REGISTRY_LOG__LEVEL", "warn")
-        .env("WHARF_REGISTRY_GC_GRACE_SECS", "0")
-        .env("WHARF_REGISTRY_INTERNAL_SECRET", SECRET)
-        .env("WHARF_REGISTRY_UPLOADS__PURGE_ENABLED", "false")
-        .env(wharf_storage::failpoint::ENV, failpoints)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("registry started")
-        .unwrap()
-        .expect("ready line");
-    let addr = line
-        .strip_prefix("listening on ")
-        .expect("ready line")
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    wharf_testkit::spawn_service(
+        Command::new(registry_bin())
+            .env("WHARF_REGISTRY_LISTEN", "127.0.0.1:0")
+            .env("WHARF_REGISTRY_DATA_DIR", data)
+            .env("WHARF_REGISTRY_DATABASE__URL", db_url)
+            .env("WHARF_REGISTRY_LOG__LEVEL", "warn")
+            .env("WHARF_REGISTRY_GC_GRACE_SECS", "0")
+            .env("WHARF_REGISTRY_INTERNAL_SECRET", SECRET)
+            .env("WHARF_REGISTRY_UPLOADS__PURGE_ENABLED", "false")
+            .env(wharf_storage::failpoint::ENV, failpoints),
+    )
+    .await
 }
 
 /// The registry binary on a fresh volume and database, plus a pool and a collector.
