@@ -5,11 +5,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use sha2::Digest as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wharf-registry");
@@ -100,10 +98,7 @@ impl Registry {
         cmd.env("WHARF_REGISTRY_LISTEN", listen)
             .env("WHARF_REGISTRY_DATA_DIR", self.data.path())
             .env("WHARF_REGISTRY_DATABASE__URL", &self.db.url)
-            .env("WHARF_REGISTRY_LOG__LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+            .env("WHARF_REGISTRY_LOG__LEVEL", "warn");
         if let Some(a) = &self.auth {
             cmd.env("WHARF_REGISTRY_AUTH__REALM", &a.realm)
                 .env("WHARF_REGISTRY_AUTH__SERVICE", &a.service)
@@ -113,18 +108,7 @@ impl Registry {
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("registry started")
-            .unwrap()
-            .expect("ready line");
-        let addr = line
-            .strip_prefix("listening on ")
-            .expect("ready line")
-            .to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, addr) = wharf_testkit::spawn_service(&mut cmd).await;
         self.base = format!("http://{addr}");
         self.addr = addr;
         self.child = Some(child);
